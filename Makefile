@@ -1,0 +1,64 @@
+# Two commands on a fresh Debian machine:  make demo   and   make test
+# Each sets everything up first: a .venv with the package and its test extras, and mosquitto.
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+DURATION ?=
+SPEED    ?= 5
+PYTEST_ARGS ?=
+
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
+
+.PHONY: setup venv mosquitto demo test lint typecheck unit soak bench schema clean
+
+setup: venv mosquitto
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  else echo "Python's venv module is missing. Run: sudo apt-get install -y python3-venv"; exit 1; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing mosquitto (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; \
+	else \
+	  echo "mosquitto is missing and we are not root. Run:  sudo apt-get install -y mosquitto mosquitto-clients"; \
+	  exit 1; \
+	fi
+
+demo: setup
+	$(BIN)/edge-agent demo --config config/agent.toml --speed $(SPEED) $(if $(DURATION),--duration $(DURATION))
+
+lint: venv
+	$(BIN)/ruff check edge_agent firmware_sim tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_pipeline.py
+
+test: setup lint typecheck unit
+
+soak: setup
+	$(BIN)/pytest -q -m soak $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
+
+schema: venv
+	$(BIN)/edge-agent schema --out contract
+
+clean:
+	rm -rf $(VENV) .numba-cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info

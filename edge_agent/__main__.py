@@ -1,0 +1,5 @@
+"""``python -m edge_agent``."""
+
+from edge_agent.cli import main
+
+raise SystemExit(main())

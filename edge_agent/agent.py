@@ -1,0 +1,284 @@
+"""Wires source → pipeline → outbox → publisher in one ``TaskGroup``; signals; health; sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import resource
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent import __version__, kernels
+from edge_agent.config import AgentConfig
+from edge_agent.contract import HealthPayload, StatusPayload, StatusState, rfc3339
+from edge_agent.models import Advert, ContextEvent
+from edge_agent.outbox import Outbox
+from edge_agent.pipeline import Pipeline
+from edge_agent.publisher import Publisher
+from edge_agent.sources import AdvertSink, AdvertSource
+
+_LOGGER = logging.getLogger(__name__)
+MAX_EMPTY_TICKS = 100
+
+
+def config_hash(path: Path | None) -> str:
+    """SHA-256 of the configuration file (``status.config_hash``)."""
+    if path is None:
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (``Type=notify``) about our state; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), addr)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a live view (``demo``) shows; refreshed every tick."""
+
+    adverts: int = 0
+    events: list[ContextEvent] = field(default_factory=list)
+    source_time: float = 0.0
+
+
+class Agent:
+    """The running service."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        source: AdvertSource,
+        *,
+        config_file: Path | None = None,
+        drain_timeout_s: float = 30.0,
+        on_tick: Callable[[Agent, list[ContextEvent]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.sink = AdvertSink(cfg.source.queue_size)
+        self.pipeline = Pipeline(cfg)
+        self.outbox = Outbox(
+            cfg.outbox_path, cfg.gateway.id, cfg.topic_root, cfg.outbox.synchronous
+        )
+        self.publisher = Publisher(cfg, self.outbox, self._status_payload)
+        self.started_wall = time.time()
+        self._started = time.monotonic()
+        self._config_hash = config_hash(config_file)
+        self._drain_timeout = drain_timeout_s
+        self._on_tick = on_tick
+        self._stop = asyncio.Event()
+        self._batch: list[Advert] = []
+        self._tick_end: float | None = None
+        self._source_done = False
+        self._rate_mark = (time.monotonic(), 0, 0)
+
+    # ---------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        """Ask the agent to stop: commit what it has, flush briefly, say offline."""
+        self._stop.set()
+
+    def _status_payload(self, state: StatusState) -> bytes:
+        now = time.time()
+        return (
+            StatusPayload(
+                v=1,
+                id=f"{self.cfg.gateway.id}:status:{int(now * 1000)}",
+                seq=self.outbox.last_seq,
+                ts=rfc3339(now),
+                type="status",
+                state=state,
+                version=__version__,
+                started_at=rfc3339(self.started_wall),
+                config_hash=self._config_hash,
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    def health_payload(self) -> HealthPayload:
+        """The agent's counters now."""
+        now = time.monotonic()
+        mark_t, mark_adv, mark_pub = self._rate_mark
+        adverts = self.pipeline.stats.adverts
+        published = self.publisher.stats.published
+        dt = max(now - mark_t, 1e-6)
+        self._rate_mark = (now, adverts, published)
+        d = self.pipeline.decode_stats
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        wall = time.time()
+        return HealthPayload(
+            v=1,
+            id=f"{self.cfg.gateway.id}:health:{int(wall * 1000)}",
+            seq=self.outbox.last_seq,
+            ts=rfc3339(wall),
+            type="health",
+            uptime_s=round(now - self._started, 1),
+            adverts_total=adverts,
+            adverts_per_s=round((adverts - mark_adv) / dt, 1),
+            queue_dropped=self.sink.dropped,
+            decode={
+                "frames": d.frames,
+                "unknown": d.unknown,
+                "malformed": dict(d.malformed),
+                "rejected_rssi": self.pipeline.stats.rejected_rssi,
+            },
+            devices_tracked=self.pipeline.devices_tracked,
+            outbox_depth=self.outbox.depth(),
+            outbox_oldest_age_s=self.outbox.oldest_age(),
+            published_total=published,
+            publish_per_s=round((published - mark_pub) / dt, 1),
+            reconnects=self.publisher.stats.reconnects,
+            source=self.source.name,
+            cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
+            rss_mb=round(usage.ru_maxrss / 1024.0, 1),
+        )
+
+    # ------------------------------------------------------------------- run
+
+    async def run(self) -> int:
+        """Run until stopped (signal) or until a finite source is exhausted and drained."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await loop.run_in_executor(None, kernels.warm_up)
+        _LOGGER.info(
+            "agent %s: starting (source %s, %s)",
+            self.cfg.gateway.id,
+            self.source.name,
+            self.cfg.mqtt.urls[0] if len(self.cfg.mqtt.urls) == 1 else "several brokers",
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                publisher = tg.create_task(self.publisher.run(), name="publisher")
+                health = tg.create_task(self._health_loop(), name="health")
+                feed = tg.create_task(self._feed(), name="source")
+                process = tg.create_task(self._process(), name="pipeline")
+                stopper = tg.create_task(self._stop.wait(), name="stop")
+                sd_notify("READY=1")
+                await asyncio.wait({process, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                feed.cancel()
+                stopping = self._stop.is_set()
+                self._stop.set()
+                await process
+                if not self.publisher.connected and self._source_done and not stopping:
+                    await self.publisher.wait_connected(self._drain_timeout)
+                drained = await self.publisher.drain(2.0 if stopping else self._drain_timeout)
+                if not drained:
+                    _LOGGER.warning(
+                        "outbox %s: %s event(s) left for the next start",
+                        self.outbox.path,
+                        self.outbox.depth(),
+                    )
+                await self.publisher.close()
+                for task in (publisher, health, stopper):
+                    task.cancel()
+        finally:
+            sd_notify("STOPPING=1")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            self.outbox.close()
+        _LOGGER.info("agent %s: stopped", self.cfg.gateway.id)
+        return 0
+
+    async def _feed(self) -> None:
+        await self.source.run(self.sink)
+
+    async def _health_loop(self) -> None:
+        interval = self.cfg.health.interval_s
+        while True:
+            await asyncio.sleep(interval)
+            sd_notify("WATCHDOG=1")
+            payload = self.health_payload().model_dump_json().encode()
+            self.publisher.publish_control("health", payload, qos=0, retain=False)
+
+    async def _process(self) -> None:
+        """Queue → ticks of source time → pipeline → outbox (one transaction per tick)."""
+        queue = self.sink.queue
+        wait = min(self.cfg.pipeline.tick_s, 0.05)
+        while True:
+            if self._stop.is_set():
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item is not None:
+                        self._add(item)
+                self._flush(self._batch[-1].t if self._batch else self.source.now())
+                return
+            try:
+                async with asyncio.timeout(wait):
+                    item = await queue.get()
+            except TimeoutError:
+                item = None
+            else:
+                if item is None:
+                    self._source_done = True
+                    self._flush(self._batch[-1].t if self._batch else self.source.now())
+                    return
+                self._add(item)
+                while not queue.empty():
+                    nxt = queue.get_nowait()
+                    if nxt is None:
+                        self._source_done = True
+                        self._flush(self._batch[-1].t if self._batch else self.source.now())
+                        return
+                    self._add(nxt)
+            now = self.source.now()
+            if math.isfinite(now):
+                self._close_ticks(now)
+            await asyncio.sleep(0)
+
+    def _add(self, advert: Advert) -> None:
+        tick = self.cfg.pipeline.tick_s
+        if self._tick_end is None:
+            self._tick_end = (math.floor(advert.t / tick) + 1) * tick
+        if advert.t >= self._tick_end:
+            self._close_ticks(advert.t)
+        self._batch.append(advert)
+
+    def _close_ticks(self, upto: float) -> None:
+        """Process every tick that ends at or before ``upto``."""
+        tick = self.cfg.pipeline.tick_s
+        end = self._tick_end
+        if end is None:
+            return
+        if (upto - end) / tick > MAX_EMPTY_TICKS:  # a long silence: one tick, then realign
+            self._run_tick(end)
+            end = (math.floor(upto / tick)) * tick
+        while end <= upto:
+            self._run_tick(end)
+            end += tick
+        self._tick_end = end
+
+    def _flush(self, now: float) -> None:
+        """Process what is left at the end (stop or end of source)."""
+        if math.isfinite(now):
+            self._close_ticks(now)
+        if self._batch:
+            last = self._batch[-1].t
+            self._run_tick(max(now, last) if math.isfinite(now) else last)
+
+    def _run_tick(self, now: float) -> None:
+        batch, self._batch = self._batch, []
+        events = self.pipeline.process(batch, now, self.source.wall_at(now))
+        if events:
+            self.outbox.append(events)
+            self.publisher.wake()
+        if self._on_tick is not None:
+            self._on_tick(self, events)

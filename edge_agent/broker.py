@@ -1,0 +1,114 @@
+"""A private mosquitto on a free loopback port, for ``demo`` and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from edge_agent.errors import EdgeAgentError
+
+INSTALL_HINT = "apt-get install -y mosquitto"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_mosquitto() -> str:
+    """Path of the mosquitto binary, or an error saying how to install it."""
+    path = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if path is None:
+        raise EdgeAgentError(f"mosquitto is not installed; run: {INSTALL_HINT}")
+    return path
+
+
+class LocalMosquitto:
+    """``with LocalMosquitto() as broker:`` — started on enter, killed on exit."""
+
+    def __init__(
+        self, port: int | None = None, extra_conf: str = "", host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.extra_conf = extra_conf
+        self._dir = Path(tempfile.mkdtemp(prefix="edge-agent-mosquitto-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port``."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """mosquitto's log file."""
+        return self._dir / "mosquitto.log"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start and wait until the port accepts connections."""
+        conf = self._dir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            f"log_dest file {self.log_path}\n"
+            "max_inflight_messages 0\n"
+            "max_queued_messages 0\n" + self.extra_conf,
+            encoding="utf-8",
+        )
+        self.proc = subprocess.Popen(
+            [find_mosquitto(), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(
+                    errors="replace"
+                )
+                raise EdgeAgentError(f"mosquitto exited at start: {err.strip()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EdgeAgentError(f"mosquitto did not listen on {self.host}:{self.port} in {timeout} s")
+
+    def stop(self) -> None:
+        """Kill it and remove its files."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalMosquitto:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,161 @@
+"""Thin commands over the library: run, demo, check-config, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.sources import AdvertSource
+
+_LOGGER = logging.getLogger(__name__)
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def make_source(cfg: AgentConfig, *, keep_truth: bool = False) -> AdvertSource:
+    """The source ``[source]`` asks for."""
+    src = cfg.source
+    if src.kind == "sim":
+        from firmware_sim.source import SimSource  # the simulator is optional at run time
+
+        assert src.scenario is not None
+        return SimSource(
+            src.scenario,
+            speed=src.speed,
+            duration_s=src.duration_s,
+            seed=src.seed,
+            keep_truth=keep_truth,
+        )
+    if src.kind == "replay":
+        from edge_agent.sources.replay import ReplaySource
+
+        assert src.path is not None
+        return ReplaySource(src.path, speed=src.speed)
+    from edge_agent.sources.bleak import BleakSource
+
+    return BleakSource(src.adapters, src.scanning_mode)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> AgentConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(f"{len(err.issues)} error(s) in {err.source}:", file=sys.stderr)
+        for issue in err.issues:
+            print(f"  {issue.render(err.source)}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file; exit 0 when valid, 2 otherwise."""
+    cfg = _load(args.file)
+    if cfg is None:
+        return EXIT_CONFIG
+    print(
+        f"{args.file}: OK — gateway {cfg.gateway.id}, source {cfg.source.kind}, "
+        f"{len(cfg.zones)} zone(s), {len(cfg.receivers)} receiver(s), "
+        f"{len(cfg.devices)} device(s), topics under {cfg.topic_root}/"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The service."""
+    from edge_agent.agent import Agent
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    _setup_logging(args.log_level or cfg.log_level)
+    try:
+        agent = Agent(
+            cfg, make_source(cfg), config_file=Path(args.config), drain_timeout_s=args.drain_timeout
+        )
+        return asyncio.run(agent.run())
+    except EdgeAgentError as err:
+        _LOGGER.error("%s", err)
+        return EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The simulated store through the agent, with a live terminal view."""
+    from edge_agent.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
+    from edge_agent.contract import asyncapi, json_schemas
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in json_schemas().items():
+        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+    (out / "asyncapi.json").write_text(json.dumps(asyncapi(), indent=2) + "\n")
+    print(f"wrote the contract to {out}/")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs test)."""
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the agent (the systemd service)")
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the outbox to drain when a finite source ends",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a configuration file (exit 0 or 2)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="the simulated store through the agent, with a live view")
+    p.add_argument("--config", "-c", default="config/agent.toml")
+    p.add_argument("--scenario", help="store scenario (default: the config's source.scenario)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many real seconds (default: until Ctrl-C)",
+    )
+    p.add_argument("--speed", type=float, default=5.0, help="simulated seconds per real second")
+    p.add_argument("--broker", help="use this broker URL instead of starting a local mosquitto")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
+    p.add_argument("--out", default="contract")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``edge-agent``."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,572 @@
+"""Agent configuration: pydantic models loaded from TOML, with errors a field engineer can act on.
+
+``load_config(path)`` returns a frozen ``AgentConfig`` or raises ``ConfigError`` carrying every
+problem found at once, each naming the TOML key path, the bad value, why, and its line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from edge_agent.errors import ConfigError, ConfigIssue
+from edge_agent.models import DeviceClass
+
+SEGMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RECEIVER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+BEACON_PATTERN = (
+    r"^(ibeacon:[0-9a-f-]{36}:\d{1,5}:\d{1,5}|altbeacon:[0-9a-f]{40}"
+    r"|eddystone:[0-9a-f]{20}:[0-9a-f]{12})$"
+)
+ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_PATTERN_MESSAGES = {
+    SEGMENT_PATTERN: "must be 1–64 lowercase letters, digits, '-' or '_', starting with a "
+    "letter or digit (it becomes an MQTT topic segment)",
+    RECEIVER_PATTERN: "must be 1–64 letters, digits, '.', ':', '-' or '_'",
+    MAC_PATTERN: "must be a Bluetooth address like 'AA:BB:CC:DD:EE:FF'",
+    UUID_PATTERN: "must be a lowercase UUID like '2f234454-cf6d-4a0f-adf2-f4911ba9ffa6'",
+    BEACON_PATTERN: "must be a beacon id: 'ibeacon:<uuid>:<major>:<minor>', "
+    "'altbeacon:<40 hex digits>' or 'eddystone:<namespace>:<instance>'",
+    ENV_PATTERN: "must be an environment variable name",
+    r"^hci\d{1,2}$": "must be a BlueZ adapter name like 'hci0'",
+}
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Relative paths are relative to the directory of the config file."""
+    if value is None or value.is_absolute():
+        return value
+    base = (info.context or {}).get("base_dir")
+    return Path(base) / value if base else value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+Segment = Annotated[str, Field(pattern=SEGMENT_PATTERN)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Section):
+    """``[gateway]``: who this gateway is."""
+
+    id: Segment
+    """Gateway id, unique in the fleet; the last topic segment of the root."""
+    site: Segment
+    """Store (site) id; the middle topic segment of the root."""
+    state_dir: ConfigPath = Path("/var/lib/edge-agent")
+    """Where the outbox lives (systemd ``StateDirectory``)."""
+
+
+class SourceConfig(_Section):
+    """``[source]``: where advertisements come from."""
+
+    kind: Literal["bleak", "sim", "replay"] = "bleak"
+    """``bleak`` (the radio), ``sim`` (the simulated store) or ``replay`` (a recording)."""
+    adapters: list[Annotated[str, Field(pattern=r"^hci\d{1,2}$")]] = Field(
+        default_factory=lambda: ["hci0"], min_length=1
+    )
+    """Bluetooth adapters to scan with (``bleak``)."""
+    scanning_mode: Literal["active", "passive"] = "active"
+    """Active or passive scanning (``bleak``)."""
+    scenario: ConfigPath | None = None
+    """Store scenario TOML (``sim``)."""
+    path: ConfigPath | None = None
+    """Recording JSONL or capture CSV (``replay``)."""
+    speed: float = Field(1.0, ge=0, le=10_000)
+    """Virtual time per real second for ``sim`` and ``replay``; 0 = as fast as possible."""
+    duration_s: float | None = Field(None, gt=0)
+    """Stop after this much source time (``sim``); the agent then drains and exits."""
+    seed: int | None = None
+    """Override the scenario's random seed (``sim``)."""
+    queue_size: int = Field(20_000, ge=100, le=1_000_000)
+    """Bound of the queue between the source and the pipeline; overflow is dropped and counted."""
+
+
+class MqttConfig(_Section):
+    """``[mqtt]``: the broker and the topic root."""
+
+    urls: list[str] = Field(default_factory=lambda: ["mqtt://127.0.0.1:1883"], min_length=1)
+    """Broker URLs, ``mqtt://host:port`` or ``mqtts://host:port``; tried in order."""
+    prefix: Segment = "retail"
+    """First topic segment."""
+    client_id: str | None = Field(None, min_length=1, max_length=128)
+    """MQTT client id; defaults to ``edge-agent-<gateway.id>``."""
+    protocol: Literal["3.1.1", "5"] = "5"
+    """MQTT protocol version."""
+    keepalive_s: int = Field(15, ge=5, le=600)
+    """Keepalive; a silent broker is noticed after about 1.5 × this."""
+    connect_timeout_s: float = Field(10.0, gt=0, le=120)
+    """How long one connection attempt may take."""
+    username: str | None = None
+    """User name, if the broker wants one."""
+    password_file: ConfigPath | None = None
+    """File holding the password (systemd ``LoadCredential``). Never put it inline."""
+    password_env: Annotated[str, Field(pattern=ENV_PATTERN)] | None = None
+    """Environment variable holding the password."""
+    inflight: int = Field(100, ge=1, le=65_535)
+    """Unacknowledged QoS 1 publishes allowed at once."""
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+                raise ValueError(
+                    f"{url!r} is not of the form mqtt://host:port or mqtts://host:port"
+                )
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError as err:
+                raise ValueError(f"{url!r} has an invalid port") from err
+        return urls
+
+    def password(self) -> str | None:
+        """Read the password from its file or environment variable (never logged)."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        if self.password_env is not None:
+            return os.environ.get(self.password_env)
+        return None
+
+
+class OutboxConfig(_Section):
+    """``[outbox]``: the durable queue between the pipeline and the broker."""
+
+    path: Path = Path("outbox.sqlite")
+    """Database file; relative paths are inside ``gateway.state_dir``."""
+    synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
+    """SQLite ``synchronous`` level (WAL mode)."""
+
+
+class PipelineConfig(_Section):
+    """``[pipeline]``: batching."""
+
+    tick_s: float = Field(0.1, ge=0.01, le=5)
+    """Adverts are processed, and events committed, once per tick of source time."""
+
+
+class ProximityConfig(_Section):
+    """``[proximity]``: RSSI smoothing and the log-distance model."""
+
+    tx_power_1m_dbm: int = Field(-59, ge=-110, le=10)
+    """RSSI at 1 m when the frame does not carry it."""
+    path_loss_exponent: float = Field(2.0, ge=1.0, le=6.0)
+    """``n`` in ``rssi = P1m - 10 n log10(d)``."""
+    smoothing_tau_s: float = Field(2.0, gt=0, le=120)
+    """Time constant of the RSSI smoothing filter."""
+    immediate_m: float = Field(0.5, gt=0)
+    """Band ``immediate`` up to this distance."""
+    near_m: float = Field(3.0, gt=0)
+    """Band ``near`` up to this distance."""
+    far_m: float = Field(8.0, gt=0)
+    """Band ``far`` up to this distance; beyond it, ``gone``."""
+    hysteresis_m: float = Field(0.5, ge=0)
+    """A band is left only this far past its edge."""
+    gone_after_s: float = Field(15.0, gt=0)
+    """A receiver's estimate is dropped after this long without an advert."""
+
+
+class PresenceConfig(_Section):
+    """``[presence]``: the zone state machine."""
+
+    min_dwell_s: float = Field(2.0, ge=0)
+    """A zone must be the best for this long before ``enter``."""
+    exit_debounce_s: float = Field(5.0, ge=0)
+    """A device must be out of its zone this long before ``exit``."""
+    update_interval_s: float = Field(10.0, gt=0)
+    """At most one ``update`` per device per this interval."""
+    occupancy_interval_s: float = Field(30.0, gt=0)
+    """How often each zone's retained ``occupancy`` is published."""
+
+
+class SensorsConfig(_Section):
+    """``[sensors]``: readings from BTHome, Ruuvi and beacon telemetry."""
+
+    heartbeat_s: float = Field(300.0, gt=0)
+    """A reading is published at least this often, changed or not."""
+    deadband: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {
+            "temperature": 0.2,
+            "humidity": 1.0,
+            "pressure": 0.5,
+            "voltage": 0.05,
+            "battery": 5.0,
+            "acceleration_x": 100.0,
+            "acceleration_y": 100.0,
+            "acceleration_z": 100.0,
+        }
+    )
+    """A measurement is published early only when it moved more than this (its own unit)."""
+    beacon_health_interval_s: float = Field(600.0, gt=0)
+    """How often a beacon's retained ``beacon_health`` is refreshed."""
+
+
+class HealthConfig(_Section):
+    """``[health]``: self-reporting."""
+
+    interval_s: float = Field(30.0, ge=1)
+    """How often ``health`` is published (wall-clock seconds)."""
+
+
+class ReceiverConfig(_Section):
+    """``[[receivers]]``: a radio and the zone it watches."""
+
+    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
+    """Receiver id as adverts report it: the adapter (``hci0``) or a remote receiver's id."""
+    zone: Segment
+    """Zone this receiver covers (one of ``zones``)."""
+    rssi_offset_db: float = Field(0.0, ge=-30, le=30)
+    """Added to every RSSI this receiver reports (antenna and enclosure calibration)."""
+
+
+class ZoneConfig(_Section):
+    """``[[zones]]``: a named area of the store."""
+
+    id: Segment
+    """Zone id; a topic segment."""
+    name: str = ""
+    """Human-readable name."""
+    radius_m: float = Field(4.0, gt=0, le=100)
+    """A device is in this zone when its nearest receiver is this zone's and closer than this."""
+
+
+class DeviceConfig(_Section):
+    """``[[devices]]``: a registered device that keeps its configured id."""
+
+    id: Segment
+    """Id used on the wire."""
+    kind: DeviceClass
+    """What it is: cart, staff, asset, shopper, sensor or beacon."""
+    address: Annotated[str, Field(pattern=MAC_PATTERN)] | None = None
+    """Match by Bluetooth address (sensors with a public or static address)."""
+    beacon: Annotated[str, Field(pattern=BEACON_PATTERN)] | None = None
+    """Match by beacon id."""
+    tx_power_1m_dbm: int | None = Field(None, ge=-110, le=10)
+    """Override the RSSI at 1 m for this device."""
+
+
+class FleetConfig(_Section):
+    """``[[fleets]]``: many iBeacons of one kind under one UUID (e.g. every cart tag)."""
+
+    kind: DeviceClass
+    """What every beacon of the fleet is."""
+    ibeacon_uuid: Annotated[str, Field(pattern=UUID_PATTERN)]
+    """Their shared proximity UUID."""
+    id_format: str = Field("{kind}-{major}-{minor}", min_length=1)
+    """Device id template; placeholders ``{kind}``, ``{major}``, ``{minor}``."""
+
+    @field_validator("id_format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        try:
+            sample = value.format(kind="cart", major=1, minor=2)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError("may use only {kind}, {major} and {minor}") from err
+        if not re.match(SEGMENT_PATTERN, sample):
+            raise ValueError(_PATTERN_MESSAGES[SEGMENT_PATTERN].replace("must be", "must give"))
+        return value
+
+
+class AgentConfig(_Section):
+    """The whole ``agent.toml``."""
+
+    gateway: GatewayConfig
+    source: SourceConfig = SourceConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    proximity: ProximityConfig = ProximityConfig()
+    presence: PresenceConfig = PresenceConfig()
+    sensors: SensorsConfig = SensorsConfig()
+    health: HealthConfig = HealthConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    fleets: list[FleetConfig] = Field(default_factory=list)
+
+    @property
+    def outbox_path(self) -> Path:
+        """The outbox file, resolved against ``gateway.state_dir``."""
+        return self.gateway.state_dir / self.outbox.path
+
+    @property
+    def topic_root(self) -> str:
+        """``{prefix}/{site}/{gateway}``."""
+        return f"{self.mqtt.prefix}/{self.gateway.site}/{self.gateway.id}"
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id."""
+        return self.mqtt.client_id or f"edge-agent-{self.gateway.id}"
+
+
+# --------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Read, validate and cross-check ``path``; raise ``ConfigError`` listing every problem.
+
+    ``overrides`` maps dotted keys to values applied on top of the file (used by ``demo``).
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read file: {err.strerror}")]) from err
+    return parse_config(text, source=source, base_dir=path.parent, overrides=overrides)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Validate TOML text; see ``load_config``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+)", str(err))
+        issue = ConfigIssue("", f"not valid TOML: {err}", line=int(m.group(1)) if m else None)
+        raise ConfigError(source, [issue]) from err
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    lines = _locate_keys(text)
+    try:
+        cfg = AgentConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as err:
+        issues = [_issue_from_error(e, lines) for e in err.errors(include_url=False)]
+        raise ConfigError(source, issues) from err
+    issues = list(_cross_checks(cfg, lines))
+    if issues:
+        raise ConfigError(source, issues)
+    return cfg
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+_HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?")
+_KEY = re.compile(r'^((?:"[^"]*"|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|[A-Za-z0-9_-]+))*)\s*=')
+
+
+def _split_key(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip('"') for part in key.split("."))
+
+
+def _locate_keys(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map key paths (as pydantic reports them) to the line they stand on."""
+    found: dict[tuple[str | int, ...], int] = {}
+    counters: dict[tuple[str, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = _HEADER.match(line)
+        if header:
+            keys = _split_key(header.group(1))
+            if line.startswith("[["):
+                index = counters.get(keys, -1) + 1
+                counters[keys] = index
+                table = (*keys, index)
+            else:
+                table = keys
+            found.setdefault(table, lineno)
+            continue
+        key = _KEY.match(line)
+        if key:
+            found.setdefault((*table, *_split_key(key.group(1))), lineno)
+    return found
+
+
+def _line_for(loc: Iterable[str | int], lines: Mapping[tuple[str | int, ...], int]) -> int | None:
+    path = tuple(loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _num(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _message(err: Mapping[str, Any], known_keys: Iterable[str]) -> str:
+    kind = err["type"]
+    ctx = {k: _num(v) for k, v in (err.get("ctx") or {}).items()}
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        close = difflib.get_close_matches(name, list(known_keys), n=1)
+        return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
+    if kind == "greater_than":
+        return f"must be greater than {ctx['gt']}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}"
+    if kind == "less_than":
+        return f"must be less than {ctx['lt']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}"
+    if kind == "literal_error" or kind == "enum":
+        return f"must be one of {ctx['expected']}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_MESSAGES.get(str(ctx["pattern"]), f"must match {ctx['pattern']}")
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be an integer"
+    if kind in ("float_type", "float_parsing"):
+        return "must be a number"
+    if kind == "string_type":
+        return "must be a string"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind == "list_type":
+        return "must be an array"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a table"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """Names of the fields valid in the table that holds ``loc`` (for 'did you mean')."""
+    model: Any = AgentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _issue_from_error(
+    err: Mapping[str, Any], lines: Mapping[tuple[str | int, ...], int]
+) -> ConfigIssue:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    missing = err["type"] == "missing"
+    return ConfigIssue(
+        path=_dotted(loc),
+        message=_message(err, _fields_at(loc)),
+        value=None if missing else err.get("input"),
+        line=_line_for(loc, lines),
+        has_value=not missing,
+    )
+
+
+def _duplicates(ids: list[str]) -> list[int]:
+    seen: set[str] = set()
+    dup: list[int] = []
+    for i, value in enumerate(ids):
+        if value in seen:
+            dup.append(i)
+        seen.add(value)
+    return dup
+
+
+def _cross_checks(
+    cfg: AgentConfig, lines: Mapping[tuple[str | int, ...], int]
+) -> Iterable[ConfigIssue]:
+    """Rules that span keys; each issue still names one key."""
+
+    def issue(loc: tuple[str | int, ...], value: object, message: str) -> ConfigIssue:
+        return ConfigIssue(_dotted(loc), message, value, _line_for(loc, lines), value is not None)
+
+    for name, items in (
+        ("zones", cfg.zones),
+        ("receivers", cfg.receivers),
+        ("devices", cfg.devices),
+    ):
+        for i in _duplicates([item.id for item in items]):
+            yield issue((name, i, "id"), items[i].id, f"duplicate id in {name}")
+    zone_ids = {z.id for z in cfg.zones}
+    for i, rx in enumerate(cfg.receivers):
+        if rx.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield issue(("receivers", i, "zone"), rx.zone, f"no such zone (zones: {known})")
+    for i, dev in enumerate(cfg.devices):
+        if (dev.address is None) == (dev.beacon is None):
+            yield issue(("devices", i), dev.id, "needs exactly one of 'address' or 'beacon'")
+    p = cfg.proximity
+    if not p.immediate_m < p.near_m < p.far_m:
+        yield issue(
+            ("proximity", "near_m"), p.near_m, "bands must grow: immediate_m < near_m < far_m"
+        )
+    src = cfg.source
+    if src.kind == "sim" and src.scenario is None:
+        yield issue(("source", "scenario"), None, "required when source.kind = 'sim'")
+    if src.kind == "replay" and src.path is None:
+        yield issue(("source", "path"), None, "required when source.kind = 'replay'")
+    for key, file in (("scenario", src.scenario), ("path", src.path)):
+        if file is not None and not file.is_file():
+            yield issue(("source", key), str(file), "file not found")
+    m = cfg.mqtt
+    if m.password_file is not None and m.password_env is not None:
+        yield issue(
+            ("mqtt", "password_env"),
+            m.password_env,
+            "set either password_file or password_env, not both",
+        )
+    if m.password_file is not None and not os.access(m.password_file, os.R_OK):
+        yield issue(("mqtt", "password_file"), str(m.password_file), "file cannot be read")
+    if m.password_env is not None and m.password_env not in os.environ:
+        yield issue(("mqtt", "password_env"), m.password_env, "environment variable is not set")
+    if (m.password_file or m.password_env) and not m.username:
+        yield issue(("mqtt", "username"), None, "required when a password is configured")

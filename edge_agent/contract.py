@@ -1,0 +1,197 @@
+"""The MQTT payload contract (v1): pydantic models, from which JSON Schema and AsyncAPI are made.
+
+Every payload carries the envelope ``v``, ``id``, ``seq``, ``ts`` and ``type``. Context events
+get ``seq`` from the outbox, gapless per gateway, and ``id = "<gateway>:<seq>"``; the control-plane
+messages ``status`` and ``health`` are not queued: they carry the outbox's last committed ``seq``
+and ``id = "<gateway>:<type>:<epoch ms>"``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_agent import __version__
+
+CONTRACT_VERSION = 1
+Band = Literal["immediate", "near", "far", "gone"]
+StatusState = Literal["online", "offline"]
+DeviceClassName = Literal["cart", "staff", "asset", "shopper", "sensor", "beacon", "unknown"]
+
+
+def rfc3339(wall: float) -> str:
+    """``2026-11-23T10:15:02.123Z`` from epoch seconds."""
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class Envelope(BaseModel):
+    """Fields every payload carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = Field(description="Contract version.")
+    id: str = Field(description="Unique per gateway; consumers drop duplicates by it.")
+    seq: Annotated[int, Field(ge=0, description="Event sequence number, gapless per gateway.")]
+    ts: str = Field(
+        pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$",
+        description="When it happened, RFC 3339 UTC with milliseconds.",
+    )
+
+
+class PresencePayload(Envelope):
+    """``presence/{device}``: a device entered, is still in, or left a zone."""
+
+    type: Literal["enter", "update", "exit"]
+    device: str = Field(description="Device id: configured id, beacon id or pseudonym.")
+    device_class: DeviceClassName
+    zone: str
+    band: Band = Field(description="Proximity band to the nearest receiver.")
+    receiver: str | None = Field(description="Nearest receiver.")
+    distance_m: float | None = Field(description="Estimated distance to it, metres.")
+    rssi: float | None = Field(description="Smoothed RSSI at it, dBm.")
+    dwell_s: float = Field(ge=0, description="Time in the zone so far (0 on enter).")
+    confidence: float = Field(ge=0, le=1)
+
+
+class OccupancyPayload(Envelope):
+    """``zone/{zone}/occupancy`` (retained): who is in a zone now."""
+
+    type: Literal["occupancy"]
+    zone: str
+    counts: dict[DeviceClassName, int] = Field(description="Devices in the zone by class.")
+    total: int = Field(ge=0)
+    mean_dwell_s: float | None = Field(description="Mean time in the zone of those present.")
+    window_s: float = Field(gt=0, description="Reporting interval.")
+
+
+class MeasurementValue(BaseModel):
+    """One typed measurement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: float | int | bool | str
+    unit: str | None
+
+
+class ReadingPayload(Envelope):
+    """``sensor/{device}``: a sensor reading (on change beyond a deadband, or heartbeat)."""
+
+    type: Literal["reading"]
+    device: str
+    device_class: DeviceClassName
+    format: Literal["bthome", "ruuvi"]
+    measurements: dict[str, MeasurementValue]
+    rssi: float | None
+
+
+class BeaconHealthPayload(Envelope):
+    """``beacon/{device}/health`` (retained): battery and liveness of a registered beacon."""
+
+    type: Literal["beacon_health"]
+    device: str
+    device_class: DeviceClassName
+    battery_mv: int | None
+    tx_power_dbm: int | None = Field(description="RSSI at 1 m the beacon advertises.")
+    observed_interval_s: float | None = Field(description="Mean time between its adverts.")
+    missing: bool = Field(description="Not heard for a whole reporting interval.")
+    last_seen_s_ago: float = Field(ge=0)
+
+
+class StatusPayload(Envelope):
+    """``status`` (retained; the last will says ``offline``)."""
+
+    type: Literal["status"]
+    state: StatusState
+    version: str
+    started_at: str
+    config_hash: str = Field(description="SHA-256 of the configuration file, hex.")
+
+
+class HealthPayload(Envelope):
+    """``health``: the agent's own counters."""
+
+    type: Literal["health"]
+    uptime_s: float
+    adverts_total: int
+    adverts_per_s: float
+    queue_dropped: int
+    decode: dict[str, Any] = Field(description="frames, unknown, malformed by format:reason")
+    devices_tracked: int
+    outbox_depth: int
+    outbox_oldest_age_s: float | None
+    published_total: int
+    publish_per_s: float
+    reconnects: int
+    source: str
+    cpu_s: float
+    rss_mb: float
+
+
+EVENT_MODELS: dict[str, type[Envelope]] = {
+    "enter": PresencePayload,
+    "update": PresencePayload,
+    "exit": PresencePayload,
+    "occupancy": OccupancyPayload,
+    "reading": ReadingPayload,
+    "beacon_health": BeaconHealthPayload,
+}
+CONTROL_MODELS: dict[str, type[Envelope]] = {"status": StatusPayload, "health": HealthPayload}
+TOPICS: dict[str, tuple[type[Envelope], bool, str]] = {
+    "status": (StatusPayload, True, "Gateway online/offline (retained, last will)."),
+    "health": (HealthPayload, False, "Periodic counters."),
+    "presence/{device}": (PresencePayload, False, "Zone enter, update and exit."),
+    "zone/{zone}/occupancy": (OccupancyPayload, True, "Zone occupancy (retained)."),
+    "sensor/{device}": (ReadingPayload, False, "Sensor readings."),
+    "beacon/{device}/health": (BeaconHealthPayload, True, "Beacon battery and liveness."),
+}
+
+
+def model_for(topic_type: str) -> type[Envelope]:
+    """The payload model of a ``type``."""
+    model = EVENT_MODELS.get(topic_type) or CONTROL_MODELS.get(topic_type)
+    if model is None:
+        raise KeyError(topic_type)
+    return model
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every payload, by model name."""
+    models = {m.__name__: m for m in [*EVENT_MODELS.values(), *CONTROL_MODELS.values()]}
+    return {name: m.model_json_schema() for name, m in sorted(models.items())}
+
+
+def asyncapi() -> dict[str, Any]:
+    """An AsyncAPI 3.0 document of the topic contract."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for topic, (model, retained, text) in TOPICS.items():
+        key = topic.replace("/", "_").replace("{", "").replace("}", "")
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        params = {
+            p.strip("{}"): {"description": p.strip("{}")} for p in topic.split("/") if "{" in p
+        }
+        channels[key] = {
+            "address": "{prefix}/{site}/{gateway}/" + topic,
+            "description": f"{text} Retained: {'yes' if retained else 'no'}.",
+            "parameters": {"prefix": {}, "site": {}, "gateway": {}, **params},
+            "messages": {
+                model.__name__: {"payload": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+        operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+    for schema in list(schemas.values()):
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "Store edge agent", "version": f"{CONTRACT_VERSION}.0 ({__version__})"},
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas},
+    }

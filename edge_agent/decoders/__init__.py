@@ -1,0 +1,82 @@
+"""Bytes → typed frames. Pure and bounds-checked; "not this format" is a normal outcome."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from edge_agent.decoders.altbeacon import decode_altbeacon
+from edge_agent.decoders.base import Malformed
+from edge_agent.decoders.bthome import BTHOME_UUID, decode_bthome
+from edge_agent.decoders.eddystone import EDDYSTONE_UUID, decode_eddystone
+from edge_agent.decoders.ibeacon import APPLE_COMPANY_ID, decode_ibeacon
+from edge_agent.decoders.ruuvi import RUUVI_COMPANY_ID, decode_ruuvi
+from edge_agent.models import Advert, Frame
+
+__all__ = [
+    "DecodeStats",
+    "Malformed",
+    "decode_advert",
+    "decode_altbeacon",
+    "decode_bthome",
+    "decode_eddystone",
+    "decode_ibeacon",
+    "decode_ruuvi",
+]
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    """Counters kept by the decode stage (reported in ``health``)."""
+
+    adverts: int = 0
+    """Advertisements looked at."""
+    frames: int = 0
+    """Frames decoded."""
+    unknown: int = 0
+    """Advertisements with no frame of a known format (normal: phones, headphones …)."""
+    malformed: Counter[str] = field(default_factory=Counter)
+    """Malformed payloads by ``format:reason``."""
+
+
+def decode_advert(advert: Advert, stats: DecodeStats) -> list[Frame]:
+    """Every frame found in one advertisement; malformed payloads are counted and skipped."""
+    frames: list[Frame] = []
+    bad: list[Malformed] = []
+    for company, data in advert.manufacturer_data.items():
+        res: Frame | Malformed | None
+        if company == APPLE_COMPANY_ID:
+            res = decode_ibeacon(data)
+        elif company == RUUVI_COMPANY_ID:
+            res = decode_ruuvi(data)
+        else:
+            res = None
+        if res is None:
+            res = decode_altbeacon(company, data)
+        if res is None:
+            continue
+        if isinstance(res, Malformed):
+            bad.append(res)
+        else:
+            frames.append(res)
+    for uuid, data in advert.service_data.items():
+        if uuid == EDDYSTONE_UUID:
+            res = decode_eddystone(data)
+        elif uuid == BTHOME_UUID:
+            res = decode_bthome(data)
+        else:
+            continue
+        if res is None:
+            continue
+        if isinstance(res, Malformed):
+            bad.append(res)
+        else:
+            frames.append(res)
+    stats.adverts += 1
+    if frames:
+        stats.frames += len(frames)
+    elif not bad:
+        stats.unknown += 1
+    for m in bad:
+        stats.malformed[f"{m.format}:{m.reason}"] += 1
+    return frames

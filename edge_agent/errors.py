@@ -1,0 +1,78 @@
+"""One root exception, with subclasses that carry the data a caller needs to act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdgeAgentError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+@dataclass(slots=True, frozen=True)
+class ConfigIssue:
+    """One problem found in a configuration file."""
+
+    path: str
+    """Dotted TOML key path, e.g. ``mqtt.keepalive_s`` or ``zones[2].radius_m``."""
+    message: str
+    """Why the value is rejected, in words a field engineer can act on."""
+    value: object = None
+    """The offending value as read from the file (``None`` when the key is missing)."""
+    line: int | None = None
+    """1-based line in the file where the key (or its table) stands, when it can be found."""
+    has_value: bool = True
+    """False when the key is missing altogether, so there is no value to show."""
+
+    def render(self, source: str) -> str:
+        """Format as ``FILE:LINE: key = value: reason`` (parts left out when unknown)."""
+        where = f"{source}:{self.line}" if self.line else source
+        if not self.path:
+            return f"{where}: {self.message}"
+        shown = f" = {self.value!r}" if self.has_value else ""
+        return f"{where}: {self.path}{shown}: {self.message}"
+
+
+class ConfigError(EdgeAgentError):
+    """The configuration cannot be used; carries every issue found, not only the first."""
+
+    def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__("\n".join(issue.render(source) for issue in issues))
+
+
+class OutboxError(EdgeAgentError):
+    """The SQLite outbox cannot be opened or written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"outbox {path}: {reason}")
+
+
+class PublishError(EdgeAgentError):
+    """The broker refused or dropped a connection or a publish."""
+
+    def __init__(self, broker: str, reason: str) -> None:
+        self.broker = broker
+        self.reason = reason
+        super().__init__(f"broker {broker}: {reason}")
+
+
+class SourceError(EdgeAgentError):
+    """An advertisement source cannot start or has failed."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"source {source}: {reason}")
+
+
+class ScenarioError(EdgeAgentError):
+    """A simulated-store scenario file is invalid."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"scenario {path}: {reason}")

@@ -1,0 +1,257 @@
+"""Records handed from one pipeline stage to the next.
+
+Each is a frozen, slotted dataclass: cheap to create on the hot path and impossible to mutate
+behind the next stage's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+EMPTY_MFR: Mapping[int, bytes] = {}
+EMPTY_SVC: Mapping[str, bytes] = {}
+
+
+@dataclass(slots=True, frozen=True)
+class Advert:
+    """One advertisement as a receiver heard it (the shape of bleak's ``AdvertisementData``)."""
+
+    address: str
+    """Advertiser address ``AA:BB:CC:DD:EE:FF``. Never leaves the identity stage."""
+    rssi: int
+    """Received signal strength in dBm."""
+    t: float
+    """Monotonic time of reception in seconds, on the source's clock (virtual in simulation)."""
+    wall: float
+    """Wall-clock time of reception, seconds since the Unix epoch (UTC)."""
+    receiver: str
+    """Which receiver heard it: the adapter (``hci0``) or the simulated receiver's id."""
+    address_type: str = "public"
+    """``public`` or ``random`` as BlueZ reports it; the identity stage refines ``random``."""
+    manufacturer_data: Mapping[int, bytes] = field(default_factory=lambda: EMPTY_MFR)
+    """Manufacturer-specific data by 16-bit company id, without the id bytes."""
+    service_data: Mapping[str, bytes] = field(default_factory=lambda: EMPTY_SVC)
+    """Service data by 128-bit lowercase service UUID string."""
+    service_uuids: tuple[str, ...] = ()
+    """Advertised service UUIDs."""
+    local_name: str | None = None
+    """Complete or shortened local name, when advertised."""
+    tx_power: int | None = None
+    """TX power level AD field in dBm, when advertised."""
+
+
+class FrameKind(StrEnum):
+    """What a decoded frame is, used to route it in the context engine."""
+
+    IBEACON = "ibeacon"
+    ALTBEACON = "altbeacon"
+    EDDYSTONE_UID = "eddystone_uid"
+    EDDYSTONE_URL = "eddystone_url"
+    EDDYSTONE_TLM = "eddystone_tlm"
+    EDDYSTONE_EID = "eddystone_eid"
+    BTHOME = "bthome"
+    RUUVI = "ruuvi"
+
+
+@dataclass(slots=True, frozen=True)
+class IBeaconFrame:
+    """Apple iBeacon (manufacturer 0x004C, type 0x02, length 0x15)."""
+
+    uuid: str
+    """Proximity UUID, canonical lowercase form."""
+    major: int
+    """Major, 0–65535."""
+    minor: int
+    """Minor, 0–65535."""
+    tx_power: int
+    """Measured power: RSSI at 1 m in dBm, as calibrated in the beacon."""
+
+    kind = FrameKind.IBEACON
+
+    @property
+    def beacon_id(self) -> str:
+        """Stable id of the beacon: ``ibeacon:<uuid>:<major>:<minor>``."""
+        return f"ibeacon:{self.uuid}:{self.major}:{self.minor}"
+
+
+@dataclass(slots=True, frozen=True)
+class AltBeaconFrame:
+    """AltBeacon (any manufacturer id, beacon code 0xBEAC)."""
+
+    manufacturer_id: int
+    """Company id the beacon advertises under."""
+    beacon_id_bytes: bytes
+    """The 20-byte beacon id (by convention a 16-byte UUID, 2-byte id2, 2-byte id3)."""
+    tx_power: int
+    """Reference RSSI at 1 m in dBm."""
+    reserved: int
+    """Manufacturer-reserved byte."""
+
+    kind = FrameKind.ALTBEACON
+
+    @property
+    def beacon_id(self) -> str:
+        """Stable id: ``altbeacon:<40 hex digits>``."""
+        return f"altbeacon:{self.beacon_id_bytes.hex()}"
+
+
+@dataclass(slots=True, frozen=True)
+class EddystoneUIDFrame:
+    """Eddystone-UID: 10-byte namespace and 6-byte instance."""
+
+    namespace: str
+    """Namespace id, 20 lowercase hex digits."""
+    instance: str
+    """Instance id, 12 lowercase hex digits."""
+    tx_power: int
+    """Calibrated TX power at 0 m in dBm (subtract 41 dB for 1 m)."""
+
+    kind = FrameKind.EDDYSTONE_UID
+
+    @property
+    def beacon_id(self) -> str:
+        """Stable id: ``eddystone:<namespace>:<instance>``."""
+        return f"eddystone:{self.namespace}:{self.instance}"
+
+
+@dataclass(slots=True, frozen=True)
+class EddystoneURLFrame:
+    """Eddystone-URL: a compressed URL."""
+
+    url: str
+    """The expanded URL."""
+    tx_power: int
+    """Calibrated TX power at 0 m in dBm."""
+
+    kind = FrameKind.EDDYSTONE_URL
+
+
+@dataclass(slots=True, frozen=True)
+class EddystoneTLMFrame:
+    """Eddystone-TLM (unencrypted, version 0): beacon telemetry."""
+
+    battery_mv: int | None
+    """Battery voltage in mV; ``None`` when the beacon reports 0 (not supported)."""
+    temperature_c: float | None
+    """Beacon temperature in °C (8.8 fixed point); ``None`` for 0x8000 (not supported)."""
+    adv_count: int
+    """Advertising PDUs sent since power-up."""
+    uptime_s: float
+    """Time since power-up in seconds (0.1 s resolution)."""
+
+    kind = FrameKind.EDDYSTONE_TLM
+
+
+@dataclass(slots=True, frozen=True)
+class EddystoneEIDFrame:
+    """Eddystone-EID: a rotating ephemeral id (recognised, not resolved)."""
+
+    eid: str
+    """The 8-byte ephemeral id, 16 lowercase hex digits."""
+    tx_power: int
+    """Calibrated TX power at 0 m in dBm."""
+
+    kind = FrameKind.EDDYSTONE_EID
+
+
+@dataclass(slots=True, frozen=True)
+class Measurement:
+    """One typed value from a sensor frame."""
+
+    name: str
+    """Measurement name, e.g. ``temperature``, ``door``, ``battery``."""
+    value: float | int | bool | str
+    """Scaled value in ``unit``; booleans for binary sensors, strings for text and events."""
+    unit: str | None
+    """Unit symbol (``°C``, ``%``, ``hPa`` …), ``None`` when dimensionless."""
+    object_id: int | None = None
+    """BTHome object id the value came from (several ids share a name at different scales)."""
+
+
+@dataclass(slots=True, frozen=True)
+class BTHomeFrame:
+    """BTHome v2 service data (UUID 0xFCD2)."""
+
+    encrypted: bool
+    """True when the payload is encrypted; measurements are then not decoded."""
+    trigger_based: bool
+    """True when the device sends on events rather than at a regular interval."""
+    packet_id: int | None
+    """Packet id (object 0x00) when present, used to drop repeats."""
+    measurements: tuple[Measurement, ...]
+    """Decoded objects, in payload order."""
+
+    kind = FrameKind.BTHOME
+
+
+@dataclass(slots=True, frozen=True)
+class RuuviFrame:
+    """Ruuvi RAWv2 (data format 5); ``None`` wherever the tag reports "not available"."""
+
+    temperature_c: float | None
+    """Temperature in °C, 0.005 °C resolution."""
+    humidity_pct: float | None
+    """Relative humidity in %, 0.0025 % resolution."""
+    pressure_pa: int | None
+    """Air pressure in Pa."""
+    accel_mg: tuple[int | None, int | None, int | None]
+    """Acceleration x, y, z in milli-g."""
+    battery_mv: int | None
+    """Battery voltage in mV."""
+    tx_power: int | None
+    """TX power in dBm."""
+    movement_counter: int | None
+    """Movement counter, 0–254."""
+    sequence: int | None
+    """Measurement sequence number, 0–65534."""
+    mac: str | None
+    """The MAC address the tag puts in its payload (``AA:BB:…``); treated as an address."""
+
+    kind = FrameKind.RUUVI
+
+
+Frame = (
+    IBeaconFrame
+    | AltBeaconFrame
+    | EddystoneUIDFrame
+    | EddystoneURLFrame
+    | EddystoneTLMFrame
+    | EddystoneEIDFrame
+    | BTHomeFrame
+    | RuuviFrame
+)
+
+
+class DeviceClass(StrEnum):
+    """What a device is for the store; drives occupancy counts and policies."""
+
+    CART = "cart"
+    STAFF = "staff"
+    ASSET = "asset"
+    SHOPPER = "shopper"
+    SENSOR = "sensor"
+    BEACON = "beacon"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True, frozen=True)
+class ContextEvent:
+    """A fact for the outside world; the outbox gives it ``seq`` and ``id`` and stores it."""
+
+    topic: str
+    """Topic below the gateway root, e.g. ``presence/cart-07``."""
+    type: str
+    """Payload ``type`` of the MQTT contract (``enter``, ``occupancy``, ``reading`` …)."""
+    wall: float
+    """When it happened, epoch seconds (becomes ``ts``)."""
+    body: Mapping[str, Any]
+    """Payload fields other than the envelope (``v``, ``id``, ``seq``, ``ts``, ``type``)."""
+    retain: bool = False
+    """Publish retained (occupancy, beacon health)."""
+    qos: int = 1
+    """MQTT QoS level."""
+    priority: int = 1
+    """Eviction priority when the outbox is full: lower goes first (0 = rate-limited updates)."""

@@ -1,0 +1,119 @@
+"""The pure pipeline: adverts of one tick in, context events out. No I/O.
+
+decode → identity → device table (numba kernels, once per tick) → zones and sensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.config import AgentConfig
+from edge_agent.decoders import DecodeStats, decode_advert
+from edge_agent.identity import DeviceRef, Identity
+from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame
+from edge_agent.sensors import SensorTracker, tx_power_1m
+from edge_agent.tracking import DeviceTable
+from edge_agent.zones import PresenceEngine
+
+MAX_RSSI = 20
+MIN_RSSI = -127
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters of the pure stages (the decode stage keeps its own)."""
+
+    adverts: int = 0
+    """Adverts processed."""
+    rejected_rssi: int = 0
+    """Adverts with an impossible RSSI, skipped."""
+    ticks: int = 0
+    """Ticks processed."""
+    events: int = 0
+    """Events produced."""
+    forgotten: int = 0
+    """Devices dropped from the table after being gone."""
+
+
+class Pipeline:
+    """Everything between the source queue and the outbox."""
+
+    def __init__(
+        self, cfg: AgentConfig, identity: Identity | None = None, use_jit: bool | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.identity = identity or Identity(cfg)
+        self.table = DeviceTable(cfg.proximity, cfg.receivers, use_jit=use_jit)
+        self.presence = PresenceEngine(cfg)
+        self.sensors = SensorTracker(cfg)
+        self.decode_stats = DecodeStats()
+        self.stats = PipelineStats()
+        self._refs: dict[str, DeviceRef] = {}
+        self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
+        self._next_sweep = 0.0
+
+    def process(self, adverts: list[Advert], now: float, wall: float) -> list[ContextEvent]:
+        """One tick: every advert received before ``now`` (source clock), then timers at ``now``."""
+        out: list[ContextEvent] = []
+        slots: list[int] = []
+        ts: list[float] = []
+        rssis: list[float] = []
+        txs: list[float] = []
+        touched: set[str] = set()
+        default_tx = self.cfg.proximity.tx_power_1m_dbm
+        table = self.table
+        dstats = self.decode_stats
+        for adv in adverts:
+            rssi = adv.rssi
+            if rssi > MAX_RSSI or rssi < MIN_RSSI or rssi == 0:
+                self.stats.rejected_rssi += 1
+                continue
+            frames = decode_advert(adv, dstats)
+            ref = self.identity.resolve(adv, frames)
+            self._refs[ref.id] = ref
+            tx = ref.tx_power_1m
+            for frame in frames:
+                if tx is None:
+                    tx = tx_power_1m(frame)
+                if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
+                    self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
+            slots.append(table.slot(ref.id, adv.receiver))
+            ts.append(adv.t)
+            rssis.append(rssi + table.offset(adv.receiver))
+            txs.append(default_tx if tx is None else tx)
+            touched.add(ref.id)
+        self.stats.adverts += len(adverts)
+        table.update(slots, ts, rssis, txs)
+        presence = self.presence
+        for device in touched:
+            presence.evaluate(self._refs[device], table.nearest(device, now), now, wall, out)
+        for device, st in list(presence.states.items()):
+            if device not in touched and (st.zone is not None or st.pending is not None):
+                presence.evaluate(st.ref, table.nearest(device, now), now, wall, out)
+        presence.occupancy(now, wall, out)
+        self.sensors.beacon_health(now, wall, out)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        self.stats.ticks += 1
+        self.stats.events += len(out)
+        return out
+
+    def _sweep(self, now: float) -> None:
+        """Forget devices gone for long, so memory follows the devices present."""
+        self._next_sweep = now + 10.0
+        horizon = now - self._forget_after
+        for device in list(self._refs):
+            st = self.presence.states.get(device)
+            if st is not None and st.zone is not None:
+                continue
+            if self.table.last_seen(device) < horizon:
+                self.table.forget(device)
+                self.presence.drop(device)
+                self.sensors.forget(device)
+                del self._refs[device]
+                self.stats.forgotten += 1
+
+    @property
+    def devices_tracked(self) -> int:
+        """Devices currently in the table."""
+        return self.table.devices

@@ -1,0 +1,317 @@
+"""paho-mqtt 2.x on the asyncio loop: QoS 1 from the outbox with a bounded in-flight window.
+
+A fresh paho client per connection: paho re-sends its own unacknowledged messages on reconnect
+(paho issue #698), and the outbox re-sends every unacknowledged row on a new connection, so reusing
+the client would publish those rows twice. Rows are deleted only on PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import AgentConfig
+from edge_agent.contract import StatusState
+from edge_agent.errors import PublishError
+from edge_agent.outbox import Outbox
+
+_LOGGER = logging.getLogger(__name__)
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    """Counters of the publisher (reported in ``health``)."""
+
+    published: int = 0
+    """Rows acknowledged by the broker and deleted."""
+    rejected: int = 0
+    """Rows the broker refused with a failure reason code (deleted, logged)."""
+    connects: int = 0
+    """Successful connections."""
+    reconnects: int = 0
+    """Connections after the first."""
+    control_sent: int = 0
+    """``status`` and ``health`` messages sent."""
+
+
+class Publisher:
+    """Sends outbox rows to the broker; owns the connection and its reconnect loop."""
+
+    def __init__(
+        self, cfg: AgentConfig, outbox: Outbox, status: Callable[[StatusState], bytes]
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self._status = status
+        self.stats = PublisherStats()
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._client: mqtt.Client | None = None
+        self._inflight: dict[int, int] = {}
+        self._acked: list[int] = []
+        self._rejected: list[int] = []
+        self._last_sent = 0
+        self._closing = False
+        self.broker: str | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def connected(self) -> bool:
+        """True while a session with the broker is up."""
+        return self._connected.is_set()
+
+    @property
+    def inflight(self) -> int:
+        """Publishes awaiting their PUBACK."""
+        return len(self._inflight)
+
+    def wake(self) -> None:
+        """New rows were committed."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect with jittered exponential backoff, forever."""
+        urls = self.cfg.mqtt.urls
+        attempt = 0
+        index = 0
+        while not self._closing:
+            url = urls[index % len(urls)]
+            try:
+                await self._session(url)
+                attempt = 0
+            except PublishError as err:
+                _LOGGER.warning("%s", err)
+            if self._closing:
+                return
+            index += 1
+            attempt += 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(attempt, 10))
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every committed row is acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._connected.is_set() and not self._inflight and self.outbox.depth() == 0:
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        return False
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait for a session with the broker; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Publish ``offline`` (retained) and disconnect cleanly."""
+        self._closing = True
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return
+        info = client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
+        try:
+            async with asyncio.timeout(2.0):
+                while not info.is_published() and self._connected.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            _LOGGER.warning("broker %s: offline status not acknowledged", self.broker)
+        client.disconnect()
+        self._wake.set()
+
+    def publish_control(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Send a control-plane message directly (not queued); False when offline."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        info = client.publish(f"{self.cfg.topic_root}/{topic}", payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.stats.control_sent += 1
+            return True
+        return False
+
+    # ----------------------------------------------------------------- session
+
+    @property
+    def _status_topic(self) -> str:
+        return f"{self.cfg.topic_root}/status"
+
+    def _new_client(self) -> mqtt.Client:
+        m = self.cfg.mqtt
+        v5 = m.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.max_inflight_messages_set(m.inflight)
+        client.max_queued_messages_set(m.inflight)
+        client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
+        if m.username:
+            client.username_pw_set(m.username, m.password())
+        return client
+
+    async def _session(self, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
+        self.broker = f"{host}:{port}"
+        client = self._new_client()
+        if tls:
+            client.tls_set_context(ssl.create_default_context())
+        connack: asyncio.Future[ReasonCode] = loop.create_future()
+        lost = asyncio.Event()
+        self._inflight.clear()
+        self._acked.clear()
+        self._last_sent = 0
+
+        def on_connect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            if not connack.done():
+                connack.set_result(rc)
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            lost.set()
+            self._connected.clear()
+            self._wake.set()
+
+        def on_publish(_c: Any, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                return
+            if rc.is_failure:
+                self._rejected.append(seq)
+            else:
+                self._acked.append(seq)
+            self._wake.set()
+
+        def soon(fn: Callable[..., Any], *args: Any) -> None:
+            # paho may call these from the connecting thread or from __del__ after the loop ended.
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(fn, *args)
+
+        def on_socket_open(c: mqtt.Client, _u: Any, sock: Any) -> None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            soon(loop.add_reader, sock, c.loop_read)
+
+        def on_socket_close(_c: mqtt.Client, _u: Any, sock: Any) -> None:
+            soon(loop.remove_reader, sock)
+            soon(loop.remove_writer, sock)
+
+        def on_register_write(c: mqtt.Client, _u: Any, sock: Any) -> None:
+            soon(loop.add_writer, sock, c.loop_write)
+
+        def on_unregister_write(_c: mqtt.Client, _u: Any, sock: Any) -> None:
+            soon(loop.remove_writer, sock)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_socket_open = on_socket_open
+        client.on_socket_close = on_socket_close
+        client.on_socket_register_write = on_register_write
+        client.on_socket_unregister_write = on_unregister_write
+
+        timeout = self.cfg.mqtt.connect_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.run_in_executor(
+                    None, lambda: client.connect(host, port, self.cfg.mqtt.keepalive_s)
+                )
+                rc = await connack
+        except TimeoutError as err:
+            client.disconnect()
+            raise PublishError(self.broker, f"no CONNACK within {timeout:g} s") from err
+        except (OSError, ssl.SSLError) as err:
+            raise PublishError(self.broker, f"cannot connect: {err}") from err
+        if rc.is_failure:
+            client.disconnect()
+            raise PublishError(self.broker, f"connection refused: {rc}")
+        self._client = client
+        self._connected.set()
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        _LOGGER.info("broker %s: connected", self.broker)
+        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        misc = asyncio.create_task(self._misc_loop(client, lost))
+        try:
+            await self._pump(client, lost)
+        finally:
+            misc.cancel()
+            self._connected.clear()
+            self._flush_acks()
+            self._inflight.clear()
+            sock = client.socket()
+            if sock is not None:
+                loop.remove_reader(sock)
+                loop.remove_writer(sock)
+            if not lost.is_set():
+                client.disconnect()
+        if not self._closing:
+            raise PublishError(self.broker, "connection lost")
+
+    async def _misc_loop(self, client: mqtt.Client, lost: asyncio.Event) -> None:
+        while not lost.is_set():
+            if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                lost.set()
+                self._wake.set()
+                return
+            await asyncio.sleep(1.0)
+
+    def _flush_acks(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.outbox.ack(acked)
+            self.stats.published += len(acked)
+        if self._rejected:
+            rejected, self._rejected = self._rejected, []
+            _LOGGER.warning("broker %s: refused %s message(s)", self.broker, len(rejected))
+            self.outbox.ack(rejected)
+            self.stats.rejected += len(rejected)
+
+    async def _pump(self, client: mqtt.Client, lost: asyncio.Event) -> None:
+        window = self.cfg.mqtt.inflight
+        while not lost.is_set() and not self._closing:
+            self._wake.clear()
+            self._flush_acks()
+            room = window - len(self._inflight)
+            if room > 0:
+                for row in self.outbox.pending(self._last_sent, room):
+                    info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        # Not sent (queue full or connection gone): retried on the next pass.
+                        _LOGGER.debug("broker %s: publish rc %s", self.broker, info.rc)
+                        break
+                    if row.qos == 0:
+                        self._acked.append(row.seq)
+                    else:
+                        self._inflight[info.mid] = row.seq
+                    self._last_sent = row.seq
+            try:
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass

@@ -1,0 +1,1 @@
+"""Simulated beacon and sensor firmware, radio channel and store, with ground truth."""

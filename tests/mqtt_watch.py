@@ -1,0 +1,56 @@
+"""A subscriber that records everything under a topic root (test helper)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Watcher:
+    """Subscribes (QoS 1) before the agent starts; ``messages`` grows as they arrive."""
+
+    def __init__(self, host: str, port: int, pattern: str) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{time.time_ns()}")
+        self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, 30)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise TimeoutError("subscription not acknowledged")
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def settle(self, quiet_s: float = 1.0, timeout: float = 30.0) -> list[Received]:
+        """Wait until nothing new arrived for ``quiet_s``; return a copy of what arrived."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            with self._lock:
+                n = len(self.messages)
+            if n == last:
+                break
+            last = n
+            time.sleep(quiet_s)
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -1,0 +1,194 @@
+"""Configuration: the example is valid; every bad config names key, value, reason and line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.config import load_config
+from edge_agent.errors import ConfigError
+from tests.conftest import CONFIG_DIR, MINIMAL
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(CONFIG_DIR / "agent.toml")
+    assert cfg.topic_root == "retail/store-0042/gw-demo-01"
+    assert cfg.source.scenario == CONFIG_DIR / "store-demo.toml"
+    assert {r.zone for r in cfg.receivers} == {z.id for z in cfg.zones}
+
+
+def test_example_config_has_no_inline_secret() -> None:
+    text = (CONFIG_DIR / "agent.toml").read_text()
+    assert "\npassword =" not in text and "\npassword=" not in text
+
+
+def _errors(write: Callable[[str], Path], text: str) -> list[str]:
+    path = write(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [issue.render("agent.toml") for issue in info.value.issues]
+
+
+BAD_CASES = [
+    (  # 1: a segment that cannot be a topic segment
+        MINIMAL.replace('id = "gw-test"', 'id = "GW/1"'),
+        [
+            "agent.toml:3: gateway.id = 'GW/1': must be 1–64 lowercase letters, digits, "
+            "'-' or '_', "
+            "starting with a letter or digit (it becomes an MQTT topic segment)"
+        ],
+    ),
+    (  # 2: number out of range
+        MINIMAL + "\n[mqtt]\nkeepalive_s = 2\n",
+        ["agent.toml:24: mqtt.keepalive_s = 2: must be at least 5"],
+    ),
+    (  # 3: misspelt key, with a suggestion
+        MINIMAL + '\n[mqtt]\npasword_file = "/run/secret"\n',
+        [
+            "agent.toml:24: mqtt.pasword_file = '/run/secret': unknown key (did you mean "
+            "'password_file'?)"
+        ],
+    ),
+    (  # 4: wrong type
+        MINIMAL + '\n[pipeline]\ntick_s = "fast"\n',
+        ["agent.toml:24: pipeline.tick_s = 'fast': must be a number"],
+    ),
+    (  # 5: not one of the choices
+        MINIMAL + '\n[source]\nkind = "usb"\n',
+        ["agent.toml:24: source.kind = 'usb': must be one of 'bleak', 'sim' or 'replay'"],
+    ),
+    (  # 6: a missing required key
+        MINIMAL.replace('site = "site-1"\n', ""),
+        ["agent.toml:2: gateway.site: required key is missing"],
+    ),
+    (  # 7: a value inside an array of tables
+        MINIMAL.replace(
+            'radius_m = 5.0\n\n[[zones]]\nid = "b"\nradius_m = 5.0',
+            'radius_m = 5.0\n\n[[zones]]\nid = "b"\nradius_m = -1.0',
+        ),
+        ["agent.toml:13: zones[1].radius_m = -1.0: must be greater than 0"],
+    ),
+    (  # 8: a reference to a zone that does not exist
+        MINIMAL.replace('zone = "b"', 'zone = "c"'),
+        ["agent.toml:21: receivers[1].zone = 'c': no such zone (zones: a, b)"],
+    ),
+    (  # 9: broker URL of the wrong scheme
+        MINIMAL + '\n[mqtt]\nurls = ["http://broker:1883"]\n',
+        [
+            "agent.toml:24: mqtt.urls = ['http://broker:1883']: 'http://broker:1883' is not of the "
+            "form mqtt://host:port or mqtts://host:port"
+        ],
+    ),
+    (  # 10: password variable not set
+        MINIMAL + '\n[mqtt]\nusername = "gw"\npassword_env = "EDGE_TEST_UNSET_VARIABLE"\n',
+        [
+            "agent.toml:25: mqtt.password_env = 'EDGE_TEST_UNSET_VARIABLE': "
+            "environment variable is "
+            "not set"
+        ],
+    ),
+    (  # 11: bands in the wrong order
+        MINIMAL + "\n[proximity]\nnear_m = 10.0\nfar_m = 8.0\n",
+        ["agent.toml:24: proximity.near_m = 10.0: bands must grow: immediate_m < near_m < far_m"],
+    ),
+    (  # 12: duplicate ids
+        MINIMAL.replace('id = "b"', 'id = "a"').replace('zone = "b"', 'zone = "a"'),
+        ["agent.toml:12: zones[1].id = 'a': duplicate id in zones"],
+    ),
+    (  # 13: a device with neither address nor beacon
+        MINIMAL + '\n[[devices]]\nid = "tag-1"\nkind = "asset"\n',
+        ["agent.toml:23: devices[0] = 'tag-1': needs exactly one of 'address' or 'beacon'"],
+    ),
+    (  # 14: sim source without its scenario
+        MINIMAL + '\n[source]\nkind = "sim"\n',
+        ["agent.toml:23: source.scenario: required when source.kind = 'sim'"],
+    ),
+    (  # 15: TOML syntax
+        MINIMAL + "\n[mqtt\n",
+        [
+            "agent.toml:23: not valid TOML: Expected ']' at the end of a table declaration "
+            "(at line 23, column 6)"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), BAD_CASES, ids=[str(i + 1) for i in range(len(BAD_CASES))]
+)
+def test_bad_config_exact_message(
+    write_config: Callable[[str], Path], text: str, expected: list[str]
+) -> None:
+    assert _errors(write_config, text) == expected
+
+
+def test_all_errors_are_reported_at_once(write_config: Callable[[str], Path]) -> None:
+    text = (
+        MINIMAL.replace('id = "gw-test"', 'id = "GW"') + "\n[mqtt]\nkeepalive_s = 1\ninflight = 0\n"
+    )
+    errors = _errors(write_config, text)
+    assert [e.split(": ")[1].split(" =")[0] for e in errors] == [
+        "gateway.id",
+        "mqtt.keepalive_s",
+        "mqtt.inflight",
+    ]
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("/nonexistent/agent.toml")
+    assert str(info.value) == "/nonexistent/agent.toml: cannot read file: No such file or directory"
+
+
+def test_password_from_file_and_env(
+    write_config: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    cfg = load_config(
+        write_config(MINIMAL + f'\n[mqtt]\nusername = "gw"\npassword_file = "{secret}"\n')
+    )
+    assert cfg.mqtt.password() == "s3cret"
+    monkeypatch.setenv("EDGE_TEST_PW", "from-env")
+    cfg = load_config(
+        write_config(MINIMAL + '\n[mqtt]\nusername = "gw"\npassword_env = "EDGE_TEST_PW"\n')
+    )
+    assert cfg.mqtt.password() == "from-env"
+    assert "from-env" not in repr(cfg) and "s3cret" not in repr(cfg)
+
+
+def test_relative_paths_resolve_against_the_config_file(
+    write_config: Callable[[str], Path],
+) -> None:
+    path = write_config(MINIMAL.replace('state_dir = "{state}"', 'state_dir = "state"'))
+    assert load_config(path).gateway.state_dir == path.parent / "state"
+
+
+def test_check_config_cli(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(CONFIG_DIR / "agent.toml")]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = write_config(
+        MINIMAL.replace('id = "gw-test"', 'id = "GW"') + "\n[mqtt]\nkeepalive_s = 1\n"
+    )
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"2 error(s) in {bad}:\n")
+    assert f"  {bad}:24: mqtt.keepalive_s = 1: must be at least 5" in err
+
+
+def test_run_with_bad_config_exits_2_before_touching_anything(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_config(MINIMAL + '\n[source]\nkind = "bleak"\nadapters = ["wlan0"]\n')
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "source.adapters[0] = 'wlan0': must be a BlueZ adapter name like 'hci0'" in (
+        capsys.readouterr().err
+    )
+    assert not (bad.parent / "state").exists()
+    assert "EDGE_TEST_UNSET_VARIABLE" not in os.environ

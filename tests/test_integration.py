@@ -1,0 +1,163 @@
+"""The real agent process, the simulated store, a real mosquitto: nothing committed is lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from edge_agent.broker import LocalMosquitto
+from edge_agent.contract import model_for
+from tests.conftest import CONFIG_DIR
+from tests.mqtt_watch import Received, Watcher
+
+ROOT_TOPIC = "retail/store-0042/gw-demo-01"
+
+
+def sim_config(
+    tmp_path: Path, broker: LocalMosquitto, *, speed: float, duration: float | None
+) -> Path:
+    """The shipped example config, pointed at the simulated store, a temp dir and the broker."""
+    text = (CONFIG_DIR / "agent.toml").read_text(encoding="utf-8")
+    replacements = {
+        'state_dir = "/var/lib/edge-agent"': f'state_dir = "{tmp_path / "state"}"',
+        'kind = "bleak"': 'kind = "sim"',
+        'scenario = "store-demo.toml"': f'scenario = "{CONFIG_DIR / "store-demo.toml"}"',
+        "speed = 1.0": f"speed = {speed}",
+        "# duration_s = 600.0": f"duration_s = {duration}" if duration else "",
+        'urls = ["mqtt://127.0.0.1:1883"]': f'urls = ["{broker.url}"]',
+        "interval_s = 30.0": "interval_s = 1.0",  # health, so that it is exercised too
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = tmp_path / "agent.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def committed(tmp_path: Path) -> tuple[int, int]:
+    """(last seq committed, rows still waiting) from the outbox the agent left behind."""
+    conn = sqlite3.connect(tmp_path / "state" / "outbox.sqlite")
+    try:
+        last = int(conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
+        depth = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
+    return last, depth
+
+
+def check_messages(messages: list[Received], last_seq: int) -> Counter[str]:
+    """Every event seq 1..last_seq arrived; every payload validates; returns counts by type."""
+    seqs: Counter[int] = Counter()
+    types: Counter[str] = Counter()
+    for msg in messages:
+        assert msg.topic.startswith(ROOT_TOPIC + "/"), msg.topic
+        data = json.loads(msg.payload)
+        model = model_for(data["type"])
+        model.model_validate(data)  # the contract
+        types[data["type"]] += 1
+        if data["type"] not in ("status", "health"):
+            assert data["id"] == f"gw-demo-01:{data['seq']}"
+            seqs[data["seq"]] += 1
+    missing = set(range(1, last_seq + 1)) - set(seqs)
+    assert not missing, f"{len(missing)} committed events never arrived, e.g. {sorted(missing)[:5]}"
+    assert max(seqs) == last_seq
+    return types
+
+
+def test_ten_simulated_minutes_reach_the_broker_without_gaps(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    cfg = sim_config(tmp_path, mosquitto, speed=0, duration=600.0)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        messages = watcher.settle()
+    finally:
+        watcher.close()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0
+    assert last_seq > 1000
+    types = check_messages(messages, last_seq)
+    for kind in ("enter", "update", "exit", "occupancy", "reading", "beacon_health", "status"):
+        assert types[kind] > 0, (kind, types)
+    status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
+    assert status[0] == "online" and status[-1] == "offline"
+
+
+def test_sigterm_commits_and_delivers_then_says_offline(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            m.topic.endswith("/occupancy") for m in list(watcher.messages)
+        ):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err[-3000:]
+        messages = watcher.settle()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        watcher.close()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0 and last_seq > 0
+    check_messages(messages, last_seq)
+    last_status = [m for m in messages if m.topic.endswith("/status")][-1]
+    assert json.loads(last_status.payload)["state"] == "offline"
+    assert "stopped" in err
+
+
+def test_events_wait_in_the_outbox_until_a_broker_is_there(tmp_path: Path) -> None:
+    """No broker during the run: everything stays committed; the next start delivers it."""
+    broker = LocalMosquitto()  # not started yet: its port is closed
+    cfg = sim_config(tmp_path, broker, speed=0, duration=60.0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--drain-timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last_seq, depth = committed(tmp_path)
+    assert depth == last_seq > 0
+    with broker:
+        watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#")
+        try:
+            text = cfg.read_text().replace("duration_s = 60.0", "duration_s = 0.5")
+            cfg.write_text(text)
+            proc = subprocess.run(
+                [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            messages = watcher.settle()
+        finally:
+            watcher.close()
+    new_last, depth = committed(tmp_path)
+    assert depth == 0
+    check_messages(messages, new_last)

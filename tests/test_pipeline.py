@@ -1,0 +1,183 @@
+"""The pure pipeline: enter after the minimum dwell, rate-limited updates, exit with dwell after
+the debounce, occupancy, sensor deadband and heartbeat, malformed input counted and skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.decoders.bthome import BTHOME_UUID
+from edge_agent.identity import Identity
+from edge_agent.models import Advert, BTHomeFrame, ContextEvent, IBeaconFrame, Measurement
+from edge_agent.pipeline import Pipeline
+from edge_agent.tracking import band_for
+from firmware_sim.encoders import encode_bthome, encode_ibeacon
+from tests.conftest import MINIMAL
+
+UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
+CART = encode_ibeacon(IBeaconFrame(UUID, 1, 7, -59))
+
+CONFIG = (
+    MINIMAL
+    + f"""
+[presence]
+min_dwell_s = 2.0
+exit_debounce_s = 5.0
+update_interval_s = 10.0
+occupancy_interval_s = 30.0
+
+[proximity]
+tx_power_1m_dbm = -59
+path_loss_exponent = 2.0
+gone_after_s = 15.0
+
+[sensors]
+heartbeat_s = 60.0
+
+[[fleets]]
+kind = "cart"
+ibeacon_uuid = "{UUID}"
+id_format = "cart-{{minor}}"
+
+[[devices]]
+id = "fridge-1"
+kind = "sensor"
+address = "A4:C1:38:00:00:01"
+"""
+)
+
+
+def _cfg(write_config: Callable[[str], Path]) -> AgentConfig:
+    return load_config(write_config(CONFIG))
+
+
+def _cart(t: float, rx: str, rssi: int) -> Advert:
+    return Advert(
+        "C1:00:00:00:00:07", rssi, t, 1.7e9 + t, rx, "random", manufacturer_data={0x004C: CART}
+    )
+
+
+def _run(
+    p: Pipeline, adverts: Iterable[Advert], until: float, tick: float = 0.1
+) -> list[ContextEvent]:
+    pending = sorted(adverts, key=lambda a: a.t)
+    out: list[ContextEvent] = []
+    now = 0.0
+    while now < until:
+        now = round(now + tick, 6)
+        batch = [a for a in pending if a.t < now]
+        pending = pending[len(batch) :]
+        out += p.process(batch, now, 1.7e9 + now)
+    return out
+
+
+def test_enter_update_exit_with_dwell(write_config: Callable[[str], Path]) -> None:
+    p = Pipeline(_cfg(write_config))
+    # 0–40 s at 2 m from rx-a (−65 dBm ≈ 2 m), then silence
+    adverts = [_cart(i * 0.25, "rx-a", -65) for i in range(160)]
+    events = [e for e in _run(p, adverts, 70.0) if e.topic.startswith("presence/")]
+    kinds = [(e.type, e.body["zone"]) for e in events]
+    assert kinds[0] == ("enter", "a")
+    assert kinds[-1] == ("exit", "a")
+    # updates every 10 s while present: at 12, 22, 32, 42 and 52 s
+    assert kinds[1:-1] == [("update", "a")] * 5
+    enter, exit_ = events[0], events[-1]
+    assert enter.body["device"] == "cart-7" and enter.body["device_class"] == "cart"
+    assert 1.9 <= enter.wall - 1.7e9 <= 2.3  # min_dwell after the first sample
+    assert enter.body["band"] == "near" and 1.5 < enter.body["distance_m"] < 2.5
+    # gone_after_s (15 s) after the last advert at 39.75 s, then out
+    assert 54.5 <= exit_.wall - 1.7e9 <= 55.2
+    assert abs(exit_.body["dwell_s"] - (exit_.wall - enter.wall)) < 1e-6
+
+
+def test_zone_change_needs_min_dwell(write_config: Callable[[str], Path]) -> None:
+    p = Pipeline(_cfg(write_config))
+    adverts = [_cart(i * 0.25, "rx-a", -62) for i in range(40)]  # 0–10 s near rx-a
+    adverts += [_cart(10 + i * 0.25, "rx-a", -80) for i in range(40)]  # moving away from a …
+    adverts += [_cart(10 + i * 0.25, "rx-b", -62) for i in range(40)]  # … towards b
+    events = [e for e in _run(p, adverts, 20.0) if e.topic.startswith("presence/")]
+    assert [(e.type, e.body["zone"]) for e in events] == [
+        ("enter", "a"),
+        ("exit", "a"),
+        ("enter", "b"),
+    ]
+    change = events[2].wall - 1.7e9
+    assert 12.0 <= change <= 15.0  # smoothing + 2 s minimum dwell after the crossing at 10 s
+
+
+def test_occupancy_is_retained_and_counts_by_class(write_config: Callable[[str], Path]) -> None:
+    p = Pipeline(_cfg(write_config))
+    adverts = [_cart(i * 0.5, "rx-a", -62) for i in range(140)]
+    occ = [e for e in _run(p, adverts, 65.0) if e.type == "occupancy"]
+    assert [e.body["zone"] for e in occ] == ["a", "b", "a", "b"]
+    assert all(e.retain for e in occ)
+    last_a = occ[2].body
+    assert last_a["counts"]["cart"] == 1 and last_a["total"] == 1 and last_a["window_s"] == 30.0
+    assert occ[3].body["total"] == 0 and occ[3].body["mean_dwell_s"] is None
+
+
+def _fridge(t: float, temp: float, packet: int) -> Advert:
+    frame = BTHomeFrame(False, False, packet, (Measurement("temperature", temp, "°C", 0x02),))
+    return Advert(
+        "A4:C1:38:00:00:01",
+        -70,
+        t,
+        1.7e9 + t,
+        "rx-a",
+        service_data={BTHOME_UUID: encode_bthome(frame)},
+    )
+
+
+def test_sensor_deadband_heartbeat_and_dedup(write_config: Callable[[str], Path]) -> None:
+    p = Pipeline(_cfg(write_config))
+    temps = [4.0, 4.1, 4.15, 4.5, 4.5] + [4.5] * 20
+    adverts = [_fridge(i * 5.0, temp, i % 256) for i, temp in enumerate(temps)]
+    adverts += [_fridge(i * 5.0 + 0.001, temp, i % 256) for i, temp in enumerate(temps)]  # 2nd rx
+    readings = [e for e in _run(p, adverts, 125.0) if e.type == "reading"]
+    values = [
+        (round(e.wall - 1.7e9), e.body["measurements"]["temperature"]["value"]) for e in readings
+    ]
+    # 4.0 first; 4.1 and 4.15 within 0.2 °C of 4.0; 4.5 beyond it; then heartbeat after 60 s
+    assert values == [(0, 4.0), (15, 4.5), (75, 4.5)]
+    assert readings[0].body["device"] == "fridge-1" and readings[0].topic == "sensor/fridge-1"
+
+
+def test_malformed_and_impossible_are_counted_and_skipped(
+    write_config: Callable[[str], Path],
+) -> None:
+    p = Pipeline(_cfg(write_config))
+    bad = [
+        Advert(
+            "C1:00:00:00:00:09", -60, 0.1, 0.1, "rx-a", manufacturer_data={0x004C: b"\x02\x15\x00"}
+        ),
+        Advert("C1:00:00:00:00:09", 12 + 100, 0.1, 0.1, "rx-a"),
+        Advert("C1:00:00:00:00:09", -60, 0.1, 0.1, "rx-a", service_data={BTHOME_UUID: b"\x40\xff"}),
+    ]
+    p.process(bad, 0.2, 0.2)
+    assert p.stats.rejected_rssi == 1
+    assert p.decode_stats.malformed == {"ibeacon:length": 1, "bthome:unknown_object": 1}
+
+
+def test_unregistered_devices_get_a_pseudonym(write_config: Callable[[str], Path]) -> None:
+    cfg = _cfg(write_config)
+    p = Pipeline(cfg, identity=Identity(cfg, key=b"\x01" * 32))
+    adverts = [Advert("5A:11:22:33:44:55", -60, i * 0.2, i * 0.2, "rx-a") for i in range(30)]
+    events = _run(p, adverts, 6.0)
+    enter = next(e for e in events if e.type == "enter")
+    device = enter.body["device"]
+    assert device.startswith("p-")
+    for notation in ("5a:11:22:33:44:55", "5a1122334455", "5a-11-22-33-44-55", "5a11.2233.4455"):
+        assert notation not in device.lower()
+    assert device == p.identity.pseudonym("5a:11:22:33:44:55")  # case-insensitive, stable
+    assert device != Identity(cfg, key=b"\x02" * 32).pseudonym("5A:11:22:33:44:55")
+
+
+def test_band_hysteresis(write_config: Callable[[str], Path]) -> None:
+    prox = _cfg(write_config).proximity  # immediate 0.5, near 3.0, far 8.0, hysteresis 0.5
+    assert band_for(2.0, "gone", prox) == "near"
+    assert band_for(3.2, "near", prox) == "near"  # inside the hysteresis
+    assert band_for(3.6, "near", prox) == "far"
+    assert band_for(2.8, "far", prox) == "far"
+    assert band_for(2.4, "far", prox) == "near"
+    assert band_for(8.4, "far", prox) == "far" and band_for(8.6, "far", prox) == "gone"
