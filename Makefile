@@ -41,6 +41,7 @@ demo: setup
 
 lint: venv
 	$(BIN)/ruff check edge_agent firmware_sim tests
+	$(BIN)/ruff format --check edge_agent firmware_sim tests
 
 typecheck: venv
 	$(BIN)/mypy

@@ -27,6 +27,7 @@ from edge_agent.sources import AdvertSink, AdvertSource
 
 _LOGGER = logging.getLogger(__name__)
 MAX_EMPTY_TICKS = 100
+WATCHDOG_EVERY_S = 5.0
 
 
 def config_hash(path: Path | None) -> str:
@@ -205,7 +206,6 @@ class Agent:
         interval = self.cfg.health.interval_s
         while True:
             await asyncio.sleep(interval)
-            sd_notify("WATCHDOG=1")
             payload = self.health_payload().model_dump_json().encode()
             self.publisher.publish_control("health", payload, qos=0, retain=False)
 
@@ -213,7 +213,11 @@ class Agent:
         """Queue → ticks of source time → pipeline → outbox (one transaction per tick)."""
         queue = self.sink.queue
         wait = min(self.cfg.pipeline.tick_s, 0.05)
+        watchdog_at = 0.0
         while True:
+            if time.monotonic() >= watchdog_at:  # the pipeline is alive: tell systemd
+                sd_notify("WATCHDOG=1")
+                watchdog_at = time.monotonic() + WATCHDOG_EVERY_S
             if self._stop.is_set():
                 while not queue.empty():
                     item = queue.get_nowait()

@@ -168,7 +168,7 @@ async def _run(
                 live.update(_render(agent, view, sub))
             elif time.monotonic() - last_line >= 5.0:
                 last_line = time.monotonic()
-                console.print(_summary(agent, view, sub))
+                console.print(_summary(agent, view, sub), soft_wrap=True)
             if deadline is not None and time.monotonic() >= deadline:
                 agent.stop()
                 deadline = None
@@ -176,7 +176,7 @@ async def _run(
     if live is None:
         console.print(_render(agent, view, sub))
     await asyncio.sleep(0.5)  # let the subscriber see the last acknowledgements
-    console.print(f"[b]demo done:[/b] {_summary(agent, view, sub)}")
+    console.print(f"[b]demo done:[/b] {_summary(agent, view, sub)}", soft_wrap=True)
     return rc
 
 

@@ -33,7 +33,12 @@ def test_demo_runs_and_messages_arrive_at_the_broker() -> None:
     out = proc.stdout
     assert "local mosquitto on mqtt://127.0.0.1:" in out
     assert "Zones" in out and "Latest events" in out
-    m = re.search(r"events committed (\d+), published (\d+), received at broker (\d+)", out)
+    m = re.search(
+        r"^demo done: adverts \d+, events committed (\d+), published (\d+), "
+        r"received at broker (\d+)",
+        out,
+        re.M,
+    )
     assert m, out[-2000:]
     committed, published, received = map(int, m.groups())
     assert committed > 0 and published == committed and received >= committed
