@@ -91,7 +91,16 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
     assert depth == 0
     assert last_seq > 1000
     types = check_messages(messages, last_seq)
-    for kind in ("enter", "update", "exit", "occupancy", "reading", "beacon_health", "status"):
+    for kind in (
+        "enter",
+        "update",
+        "exit",
+        "occupancy",
+        "reading",
+        "beacon_health",
+        "status",
+        "health",
+    ):
         assert types[kind] > 0, (kind, types)
     status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert status[0] == "online" and status[-1] == "offline"
@@ -161,3 +170,42 @@ def test_events_wait_in_the_outbox_until_a_broker_is_there(tmp_path: Path) -> No
     new_last, depth = committed(tmp_path)
     assert depth == 0
     check_messages(messages, new_last)
+
+
+def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline
+            and sum(m.topic.endswith("/occupancy") for m in list(watcher.messages)) < 12
+        ):
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL: no clean shutdown, the broker sends the last will
+        proc.wait(10)
+        first = watcher.settle()
+        statuses = [json.loads(m.payload)["state"] for m in first if m.topic.endswith("/status")]
+        assert statuses == ["online", "offline"]
+        # The next start sends whatever was committed and not yet acknowledged.
+        cfg.write_text(cfg.read_text().replace("speed = 20.0", "speed = 0\nduration_s = 0.5"))
+        proc2 = subprocess.run(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc2.returncode == 0, proc2.stderr[-3000:]
+        messages = watcher.settle()
+    finally:
+        watcher.close()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0
+    check_messages(messages, last_seq)
