@@ -31,7 +31,7 @@ def sim_config(
         "speed = 1.0": f"speed = {speed}",
         "# duration_s = 600.0": f"duration_s = {duration}" if duration else "",
         'urls = ["mqtt://127.0.0.1:1883"]': f'urls = ["{broker.url}"]',
-        "interval_s = 30.0": "interval_s = 1.0",  # health, so that it is exercised too
+        "\ninterval_s = 30.0": "\ninterval_s = 1.0",  # [health], so that it is exercised
     }
     for old, new in replacements.items():
         assert old in text, old
