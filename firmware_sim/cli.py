@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.sources.replay import advert_to_json
-from firmware_sim.source import STEP_S, TRUTH_EVERY_S
-from firmware_sim.store import StoreSim, load_scenario
+from firmware_sim.source import open_or_none
+from firmware_sim.store import StoreSim, load_scenario, simulate
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -20,41 +18,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     sim = StoreSim(load_scenario(args.scenario), args.seed)
     n = 0
     with contextlib.ExitStack() as stack:
-        rec = (
-            stack.enter_context(Path(args.record).open("w", encoding="utf-8"))
-            if args.record
-            else None
-        )
-        truth = (
-            stack.enter_context(Path(args.truth).open("w", encoding="utf-8"))
-            if args.truth
-            else None
-        )
-        t = 0.0
-        next_truth = 0.0
-        while t < args.duration:
-            t1 = min(t + STEP_S, args.duration)
-            for advert in sim.step(t, t1, args.start_wall):
-                n += 1
-                if rec is not None:
-                    rec.write(advert_to_json(advert) + "\n")
-            while truth is not None and next_truth < t1:
-                for tr in sim.truth(next_truth):
-                    truth.write(
-                        json.dumps(
-                            {
-                                "t": tr.t,
-                                "device": tr.device,
-                                "kind": tr.kind,
-                                "x": tr.x,
-                                "y": tr.y,
-                                "zone": tr.zone,
-                            }
-                        )
-                        + "\n"
-                    )
-                next_truth += TRUTH_EVERY_S
-            t = t1
+        rec = stack.enter_context(open_or_none(args.record))
+        out = stack.enter_context(open_or_none(args.truth))
+        for _, adverts, truth in simulate(sim, args.duration, args.start_wall):
+            n += len(adverts)
+            if rec is not None:
+                rec.writelines(advert_to_json(a) + "\n" for a in adverts)
+            if out is not None:
+                out.writelines(tr.to_json() + "\n" for tr in truth)
     print(
         f"{n} adverts in {args.duration:g} simulated seconds "
         f"({len(sim.devices)} devices, {len(sim.receivers)} receivers)"

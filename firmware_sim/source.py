@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from pathlib import Path
 from typing import IO
 
 from edge_agent.sources import AdvertSink
-from firmware_sim.store import StoreSim, Truth, load_scenario
+from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
 
-STEP_S = 0.05
-TRUTH_EVERY_S = 1.0
+
+def open_or_none(path: str | Path | None) -> contextlib.AbstractContextManager[IO[str] | None]:
+    """A text file opened for writing, or ``None`` (as a context manager) when no path is given."""
+    if path is None:
+        return contextlib.nullcontext(None)
+    return Path(path).open("w", encoding="utf-8")
 
 
 class SimSource:
@@ -37,7 +41,6 @@ class SimSource:
         self.truth_path = Path(truth_path) if truth_path else None
         self.keep_truth = keep_truth
         self.truth: list[Truth] = []
-        self.adverts = 0
         self._now = 0.0
 
     def now(self) -> float:
@@ -48,50 +51,22 @@ class SimSource:
         """Wall time of virtual instant ``t``."""
         return self.start_wall + t
 
-    def _record_truth(self, t: float, out: IO[str] | None) -> None:
-        for tr in self.sim.truth(t):
-            if self.keep_truth:
-                self.truth.append(tr)
-            if out is not None:
-                out.write(
-                    json.dumps(
-                        {
-                            "t": tr.t,
-                            "device": tr.device,
-                            "kind": tr.kind,
-                            "x": tr.x,
-                            "y": tr.y,
-                            "zone": tr.zone,
-                        }
-                    )
-                    + "\n"
-                )
-
     async def run(self, sink: AdvertSink) -> None:
         """Step the store until ``duration_s`` (or forever), pacing to ``speed``."""
-        out = self.truth_path.open("w", encoding="utf-8") if self.truth_path else None
-        try:
+        with open_or_none(self.truth_path) as out:
             start_real = time.monotonic()
-            next_truth = 0.0
-            t = 0.0
-            while self.duration_s is None or t < self.duration_s:
-                t1 = t + STEP_S
-                if self.duration_s is not None:
-                    t1 = min(t1, self.duration_s)
+            for t1, adverts, truth in simulate(self.sim, self.duration_s, self.start_wall):
                 if self.speed > 0:
                     delay = start_real + t1 / self.speed - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                for advert in self.sim.step(t, t1, self.start_wall):
+                for advert in adverts:
                     await sink.put(advert)
-                self.adverts = sink.received
-                while next_truth < t1:
-                    self._record_truth(next_truth, out)
-                    next_truth += TRUTH_EVERY_S
-                t = t1
+                for tr in truth:
+                    if self.keep_truth:
+                        self.truth.append(tr)
+                    if out is not None:
+                        out.write(tr.to_json() + "\n")
                 self._now = t1
                 await asyncio.sleep(0)
             await sink.end()
-        finally:
-            if out is not None:
-                out.close()

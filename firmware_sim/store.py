@@ -4,6 +4,7 @@ fixed sensors — seeded and deterministic, with ground truth (true position and
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from collections.abc import Iterator
@@ -188,6 +189,42 @@ class Truth:
     x: float
     y: float
     zone: str | None
+
+    def to_json(self) -> str:
+        """One line of the ground-truth log."""
+        return json.dumps(
+            {
+                "t": self.t,
+                "device": self.device,
+                "kind": self.kind,
+                "x": self.x,
+                "y": self.y,
+                "zone": self.zone,
+            }
+        )
+
+
+STEP_S = 0.05
+"""Virtual time simulated per step."""
+TRUTH_EVERY_S = 1.0
+"""Ground truth is recorded this often."""
+
+
+def simulate(
+    sim: StoreSim, duration_s: float | None, wall0: float
+) -> Iterator[tuple[float, list[Advert], list[Truth]]]:
+    """Step ``sim`` to ``duration_s`` (or forever): ``(t1, adverts, truth due)`` per step."""
+    t = 0.0
+    next_truth = 0.0
+    while duration_s is None or t < duration_s:
+        t1 = t + STEP_S if duration_s is None else min(t + STEP_S, duration_s)
+        adverts = sim.step(t, t1, wall0)
+        truth: list[Truth] = []
+        while next_truth < t1:
+            truth.extend(sim.truth(next_truth))
+            next_truth += TRUTH_EVERY_S
+        yield t1, adverts, truth
+        t = t1
 
 
 class StoreSim:

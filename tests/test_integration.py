@@ -41,6 +41,28 @@ def sim_config(
     return path
 
 
+def run_agent(cfg: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``edge-agent run`` to its end (a finite source); asserts it exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def start_agent(cfg: Path) -> subprocess.Popen[str]:
+    """``edge-agent run`` in the background, to be signalled."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def committed(tmp_path: Path) -> tuple[int, int]:
     """(last seq committed, rows still waiting) from the outbox the agent left behind."""
     conn = sqlite3.connect(tmp_path / "state" / "outbox.sqlite")
@@ -71,19 +93,23 @@ def check_messages(messages: list[Received], last_seq: int) -> Counter[str]:
     return types
 
 
+def wait_for_occupancy(watcher: Watcher, count: int, timeout: float = 60.0) -> None:
+    """Until ``count`` occupancy messages arrived (the agent is well under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(m.topic.endswith("/occupancy") for m in list(watcher.messages)) >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"fewer than {count} occupancy messages in {timeout} s")
+
+
 def test_ten_simulated_minutes_reach_the_broker_without_gaps(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
     cfg = sim_config(tmp_path, mosquitto, speed=0, duration=600.0)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        run_agent(cfg)
         messages = watcher.settle()
     finally:
         watcher.close()
@@ -91,7 +117,7 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
     assert depth == 0
     assert last_seq > 1000
     types = check_messages(messages, last_seq)
-    for kind in (
+    expected = (
         "enter",
         "update",
         "exit",
@@ -100,7 +126,8 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
         "beacon_health",
         "status",
         "health",
-    ):
+    )
+    for kind in expected:
         assert types[kind] > 0, (kind, types)
     status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert status[0] == "online" and status[-1] == "offline"
@@ -111,25 +138,15 @@ def test_sigterm_commits_and_delivers_then_says_offline(
 ) -> None:
     cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    proc = start_agent(cfg)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(
-            m.topic.endswith("/occupancy") for m in list(watcher.messages)
-        ):
-            time.sleep(0.2)
+        wait_for_occupancy(watcher, 6)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err[-3000:]
         messages = watcher.settle()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.kill()
         watcher.close()
     last_seq, depth = committed(tmp_path)
     assert depth == 0 and last_seq > 0
@@ -143,27 +160,14 @@ def test_events_wait_in_the_outbox_until_a_broker_is_there(tmp_path: Path) -> No
     """No broker during the run: everything stays committed; the next start delivers it."""
     broker = LocalMosquitto()  # not started yet: its port is closed
     cfg = sim_config(tmp_path, broker, speed=0, duration=60.0)
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--drain-timeout", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_agent(cfg, "--drain-timeout", "1")
     last_seq, depth = committed(tmp_path)
     assert depth == last_seq > 0
+    cfg.write_text(cfg.read_text().replace("duration_s = 60.0", "duration_s = 0.5"))
     with broker:
         watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#")
         try:
-            text = cfg.read_text().replace("duration_s = 60.0", "duration_s = 0.5")
-            cfg.write_text(text)
-            proc = subprocess.run(
-                [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert proc.returncode == 0, proc.stderr[-3000:]
+            run_agent(cfg)
             messages = watcher.settle()
         finally:
             watcher.close()
@@ -177,34 +181,20 @@ def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
 ) -> None:
     cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    proc = start_agent(cfg)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while (
-            time.monotonic() < deadline
-            and sum(m.topic.endswith("/occupancy") for m in list(watcher.messages)) < 12
-        ):
-            time.sleep(0.2)
-        proc.kill()  # SIGKILL: no clean shutdown, the broker sends the last will
-        proc.wait(10)
+        wait_for_occupancy(watcher, 12)
+        proc.kill()  # SIGKILL: no clean shutdown, so the broker sends the last will
+        proc.communicate(timeout=10)
         first = watcher.settle()
         statuses = [json.loads(m.payload)["state"] for m in first if m.topic.endswith("/status")]
         assert statuses == ["online", "offline"]
         # The next start sends whatever was committed and not yet acknowledged.
         cfg.write_text(cfg.read_text().replace("speed = 20.0", "speed = 0\nduration_s = 0.5"))
-        proc2 = subprocess.run(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc2.returncode == 0, proc2.stderr[-3000:]
+        run_agent(cfg)
         messages = watcher.settle()
     finally:
+        proc.kill()
         watcher.close()
     last_seq, depth = committed(tmp_path)
     assert depth == 0

@@ -42,41 +42,34 @@ class DecodeStats:
 def decode_advert(advert: Advert, stats: DecodeStats) -> list[Frame]:
     """Every frame found in one advertisement; malformed payloads are counted and skipped."""
     frames: list[Frame] = []
-    bad: list[Malformed] = []
+    bad = 0
+    res: Frame | Malformed | None
     for company, data in advert.manufacturer_data.items():
-        res: Frame | Malformed | None
         if company == APPLE_COMPANY_ID:
             res = decode_ibeacon(data)
         elif company == RUUVI_COMPANY_ID:
             res = decode_ruuvi(data)
         else:
             res = None
-        if res is None:
-            res = decode_altbeacon(company, data)
-        if res is None:
-            continue
-        if isinstance(res, Malformed):
-            bad.append(res)
-        else:
-            frames.append(res)
+        bad += _collect(res if res is not None else decode_altbeacon(company, data), frames, stats)
     for uuid, data in advert.service_data.items():
         if uuid == EDDYSTONE_UUID:
-            res = decode_eddystone(data)
+            bad += _collect(decode_eddystone(data), frames, stats)
         elif uuid == BTHOME_UUID:
-            res = decode_bthome(data)
-        else:
-            continue
-        if res is None:
-            continue
-        if isinstance(res, Malformed):
-            bad.append(res)
-        else:
-            frames.append(res)
+            bad += _collect(decode_bthome(data), frames, stats)
     stats.adverts += 1
-    if frames:
-        stats.frames += len(frames)
-    elif not bad:
+    stats.frames += len(frames)
+    if not frames and not bad:
         stats.unknown += 1
-    for m in bad:
-        stats.malformed[f"{m.format}:{m.reason}"] += 1
     return frames
+
+
+def _collect(res: Frame | Malformed | None, frames: list[Frame], stats: DecodeStats) -> int:
+    """Keep a frame, count a malformed payload (returns 1 for it), ignore "not this format"."""
+    if res is None:
+        return 0
+    if isinstance(res, Malformed):
+        stats.malformed[f"{res.format}:{res.reason}"] += 1
+        return 1
+    frames.append(res)
+    return 0
