@@ -13,7 +13,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent import __version__, kernels
@@ -46,15 +45,6 @@ def sd_notify(message: str) -> None:
         addr = "\0" + addr[1:]
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.sendto(message.encode(), addr)
-
-
-@dataclass(slots=True)
-class Snapshot:
-    """What a live view (``demo``) shows; refreshed every tick."""
-
-    adverts: int = 0
-    events: list[ContextEvent] = field(default_factory=list)
-    source_time: float = 0.0
 
 
 class Agent:

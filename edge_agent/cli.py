@@ -21,7 +21,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def make_source(cfg: AgentConfig, *, keep_truth: bool = False) -> AdvertSource:
+def make_source(cfg: AgentConfig) -> AdvertSource:
     """The source ``[source]`` asks for."""
     src = cfg.source
     if src.kind == "sim":
@@ -33,7 +33,7 @@ def make_source(cfg: AgentConfig, *, keep_truth: bool = False) -> AdvertSource:
             speed=src.speed,
             duration_s=src.duration_s,
             seed=src.seed,
-            keep_truth=keep_truth,
+            truth_path=src.truth_log,
         )
     if src.kind == "replay":
         from edge_agent.sources.replay import ReplaySource

@@ -99,6 +99,8 @@ class SourceConfig(_Section):
     """Stop after this much source time (``sim``); the agent then drains and exits."""
     seed: int | None = None
     """Override the scenario's random seed (``sim``)."""
+    truth_log: ConfigPath | None = None
+    """Write the simulated ground truth here as JSONL: each device, every second (``sim``)."""
     queue_size: int = Field(20_000, ge=100, le=1_000_000)
     """Bound of the queue between the source and the pipeline; overflow is dropped and counted."""
 

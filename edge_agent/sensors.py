@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from edge_agent.config import AgentConfig
 from edge_agent.identity import DeviceRef
@@ -69,13 +68,11 @@ class _Beacon:
     ref: DeviceRef
     first_seen: float
     last_seen: float
-    wall_last_seen: float
     frames: int = 0
     battery_mv: int | None = None
     tx_power: int | None = None
     next_report: float = 0.0
     missing: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SensorTracker:
@@ -158,14 +155,12 @@ class SensorTracker:
     def _beacon(self, ref: DeviceRef, frame: Frame, now: float, wall: float) -> None:
         b = self._beacons.get(ref.id)
         if b is None:
-            b = self._beacons[ref.id] = _Beacon(ref, now, now, wall, next_report=now)
+            b = self._beacons[ref.id] = _Beacon(ref, now, now, next_report=now)
         if b.frames and abs(now - b.last_seen) < 0.02:
             pass  # the same advertisement heard by another receiver
         else:
             b.frames += 1
-        if now > b.last_seen:
-            b.last_seen = now
-            b.wall_last_seen = wall
+        b.last_seen = max(b.last_seen, now)
         b.missing = False
         if isinstance(frame, EddystoneTLMFrame):
             b.battery_mv = frame.battery_mv

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from edge_agent.sources import AdvertSink
-from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
+from firmware_sim.store import StoreSim, load_scenario, simulate
 
 
 def open_or_none(path: str | Path | None) -> contextlib.AbstractContextManager[IO[str] | None]:
@@ -30,7 +30,6 @@ class SimSource:
         duration_s: float | None = None,
         seed: int | None = None,
         truth_path: str | Path | None = None,
-        keep_truth: bool = False,
     ) -> None:
         spec = load_scenario(scenario)
         self.sim = StoreSim(spec, seed)
@@ -39,8 +38,6 @@ class SimSource:
         self.duration_s = duration_s
         self.start_wall = spec.start_wall if spec.start_wall is not None else round(time.time(), 3)
         self.truth_path = Path(truth_path) if truth_path else None
-        self.keep_truth = keep_truth
-        self.truth: list[Truth] = []
         self._now = 0.0
 
     def now(self) -> float:
@@ -62,11 +59,8 @@ class SimSource:
                         await asyncio.sleep(delay)
                 for advert in adverts:
                     await sink.put(advert)
-                for tr in truth:
-                    if self.keep_truth:
-                        self.truth.append(tr)
-                    if out is not None:
-                        out.write(tr.to_json() + "\n")
+                if out is not None:
+                    out.writelines(tr.to_json() + "\n" for tr in truth)
                 self._now = t1
                 await asyncio.sleep(0)
             await sink.end()

@@ -32,6 +32,7 @@ def sim_config(
         "# duration_s = 600.0": f"duration_s = {duration}" if duration else "",
         'urls = ["mqtt://127.0.0.1:1883"]': f'urls = ["{broker.url}"]',
         "\ninterval_s = 30.0": "\ninterval_s = 1.0",  # [health], so that it is exercised
+        "queue_size = 20000": f'queue_size = 20000\ntruth_log = "{tmp_path / "truth.jsonl"}"',
     }
     for old, new in replacements.items():
         assert old in text, old
@@ -131,6 +132,9 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
         assert types[kind] > 0, (kind, types)
     status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert status[0] == "online" and status[-1] == "offline"
+    truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    assert {t["t"] for t in truth} == set(map(float, range(600)))  # every second of the run
+    assert {"cart-1", "staff-ana"} <= {t["device"] for t in truth}
 
 
 def test_sigterm_commits_and_delivers_then_says_offline(
