@@ -66,6 +66,7 @@ class Publisher:
         self._rejected: list[int] = []
         self._last_sent = 0
         self._closing = False
+        self._lost = asyncio.Event()
         self.broker: str | None = None
 
     # ------------------------------------------------------------------ public
@@ -136,6 +137,11 @@ class Publisher:
         except TimeoutError:
             _LOGGER.warning("broker %s: offline status not acknowledged", self.broker)
         client.disconnect()
+        try:  # let paho write DISCONNECT, so the broker does not fire the last will
+            async with asyncio.timeout(2.0):
+                await self._lost.wait()
+        except TimeoutError:
+            _LOGGER.warning("broker %s: clean disconnect not completed", self.broker)
         self._wake.set()
 
     def publish_control(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
@@ -182,7 +188,7 @@ class Publisher:
         if tls:
             client.tls_set_context(ssl.create_default_context())
         connack: asyncio.Future[ReasonCode] = loop.create_future()
-        lost = asyncio.Event()
+        lost = self._lost = asyncio.Event()
         self._inflight.clear()
         self._acked.clear()
         self._last_sent = 0
