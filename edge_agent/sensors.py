@@ -111,7 +111,7 @@ class SensorTracker:
                 return
             self._reading(ref, frame, rssi, now, wall, out)
         else:
-            self._beacon(ref, frame, now, wall)
+            self._beacon(ref, frame, now)
 
     def _reading(
         self,
@@ -152,7 +152,7 @@ class SensorTracker:
             )
         )
 
-    def _beacon(self, ref: DeviceRef, frame: Frame, now: float, wall: float) -> None:
+    def _beacon(self, ref: DeviceRef, frame: Frame, now: float) -> None:
         b = self._beacons.get(ref.id)
         if b is None:
             b = self._beacons[ref.id] = _Beacon(ref, now, now, next_report=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from edge_agent.broker import LocalMosquitto
@@ -104,6 +106,24 @@ def wait_for_occupancy(watcher: Watcher, count: int, timeout: float = 60.0) -> N
     raise TimeoutError(f"fewer than {count} occupancy messages in {timeout} s")
 
 
+@contextlib.contextmanager
+def agent_under_way(
+    tmp_path: Path, broker: LocalMosquitto, occupancy: int
+) -> Iterator[tuple[Path, Watcher, subprocess.Popen[str]]]:
+    """An endless simulated run, started once the watcher listens and left once ``occupancy``
+    messages arrived; the process is killed and the watcher closed whatever the test did."""
+    cfg = sim_config(tmp_path, broker, speed=20.0, duration=None)
+    watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#")
+    proc = start_agent(cfg)
+    try:
+        wait_for_occupancy(watcher, occupancy)
+        yield cfg, watcher, proc
+    finally:
+        proc.kill()
+        proc.communicate()
+        watcher.close()
+
+
 def test_ten_simulated_minutes_reach_the_broker_without_gaps(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
@@ -140,18 +160,11 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
 def test_sigterm_commits_and_delivers_then_says_offline(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
-    cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
-    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
-    proc = start_agent(cfg)
-    try:
-        wait_for_occupancy(watcher, 6)
+    with agent_under_way(tmp_path, mosquitto, occupancy=6) as (_, watcher, proc):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err[-3000:]
         messages = watcher.settle()
-    finally:
-        proc.kill()
-        watcher.close()
     last_seq, depth = committed(tmp_path)
     assert depth == 0 and last_seq > 0
     check_messages(messages, last_seq)
@@ -183,11 +196,7 @@ def test_events_wait_in_the_outbox_until_a_broker_is_there(tmp_path: Path) -> No
 def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
-    cfg = sim_config(tmp_path, mosquitto, speed=20.0, duration=None)
-    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
-    proc = start_agent(cfg)
-    try:
-        wait_for_occupancy(watcher, 12)
+    with agent_under_way(tmp_path, mosquitto, occupancy=12) as (cfg, watcher, proc):
         proc.kill()  # SIGKILL: no clean shutdown, so the broker sends the last will
         proc.communicate(timeout=10)
         first = watcher.settle()
@@ -197,9 +206,6 @@ def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
         cfg.write_text(cfg.read_text().replace("speed = 20.0", "speed = 0\nduration_s = 0.5"))
         run_agent(cfg)
         messages = watcher.settle()
-    finally:
-        proc.kill()
-        watcher.close()
     last_seq, depth = committed(tmp_path)
     assert depth == 0
     check_messages(messages, last_seq)
