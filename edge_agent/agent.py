@@ -17,7 +17,15 @@ from pathlib import Path
 
 from edge_agent import __version__, kernels
 from edge_agent.config import AgentConfig
-from edge_agent.contract import HealthPayload, StatusPayload, StatusState, rfc3339
+from edge_agent.contract import (
+    HealthPayload,
+    OutboxHealth,
+    OutboxIncident,
+    PublisherHealth,
+    StatusPayload,
+    StatusState,
+    rfc3339,
+)
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import Pipeline
@@ -27,6 +35,8 @@ from edge_agent.sources import AdvertSink, AdvertSource
 _LOGGER = logging.getLogger(__name__)
 MAX_EMPTY_TICKS = 100
 WATCHDOG_EVERY_S = 5.0
+MAINTAIN_EVERY_S = 1.0
+EXPIRE_EVERY_S = 60.0
 
 
 def config_hash(path: Path | None) -> str:
@@ -64,7 +74,11 @@ class Agent:
         self.sink = AdvertSink(cfg.source.queue_size)
         self.pipeline = Pipeline(cfg)
         self.outbox = Outbox(
-            cfg.outbox_path, cfg.gateway.id, cfg.topic_root, cfg.outbox.synchronous
+            cfg.outbox_path,
+            cfg.gateway.id,
+            cfg.topic_root,
+            synchronous=cfg.outbox.synchronous,
+            limits=cfg.outbox.limits(),
         )
         self.publisher = Publisher(cfg, self.outbox, self._status_payload)
         self.started_wall = time.time()
@@ -77,6 +91,8 @@ class Agent:
         self._tick_end: float | None = None
         self._source_done = False
         self._rate_mark = (time.monotonic(), 0, 0)
+        self._control_n = 0
+        self._expire_at = 0.0
 
     # ---------------------------------------------------------------- control
 
@@ -84,12 +100,23 @@ class Agent:
         """Ask the agent to stop: commit what it has, flush briefly, say offline."""
         self._stop.set()
 
+    def _control_id(self, kind: str) -> str:
+        """``<gateway>:<kind>:<start ms>-<n>``: unique even if the wall clock steps back."""
+        self._control_n += 1
+        return f"{self.cfg.gateway.id}:{kind}:{int(self.started_wall * 1000)}-{self._control_n}"
+
+    def _incidents(self) -> list[OutboxIncident]:
+        return [
+            OutboxIncident(at=rfc3339(i.at), moved_to=i.moved_to, reason=i.reason)
+            for i in self.outbox.incidents
+        ]
+
     def _status_payload(self, state: StatusState) -> bytes:
         now = time.time()
         return (
             StatusPayload(
                 v=1,
-                id=f"{self.cfg.gateway.id}:status:{int(now * 1000)}",
+                id=self._control_id("status"),
                 seq=self.outbox.last_seq,
                 ts=rfc3339(now),
                 type="status",
@@ -97,6 +124,7 @@ class Agent:
                 version=__version__,
                 started_at=rfc3339(self.started_wall),
                 config_hash=self._config_hash,
+                outbox_incidents=self._incidents(),
             )
             .model_dump_json()
             .encode()
@@ -111,11 +139,12 @@ class Agent:
         dt = max(now - mark_t, 1e-6)
         self._rate_mark = (now, adverts, published)
         d = self.pipeline.decode_stats
+        box, pub, ps = self.outbox, self.publisher, self.publisher.stats
         usage = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.time()
         return HealthPayload(
             v=1,
-            id=f"{self.cfg.gateway.id}:health:{int(wall * 1000)}",
+            id=self._control_id("health"),
             seq=self.outbox.last_seq,
             ts=rfc3339(wall),
             type="health",
@@ -135,6 +164,24 @@ class Agent:
             published_total=published,
             publish_per_s=round((published - mark_pub) / dt, 1),
             reconnects=self.publisher.stats.reconnects,
+            outbox=OutboxHealth(
+                bytes=box.size_bytes,
+                held=box.held,
+                storage_ok=box.storage_ok,
+                write_failures=box.write_failures,
+                evicted=dict(box.evicted),
+                incidents=self._incidents(),
+            ),
+            publisher=PublisherHealth(
+                broker=pub.broker,
+                connected=pub.connected,
+                inflight=pub.inflight,
+                connects=ps.connects,
+                connect_failures=ps.connect_failures,
+                silent_drops=ps.silent_drops,
+                resent=ps.resent,
+                rejected=ps.rejected,
+            ),
             source=self.source.name,
             cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
             rss_mb=round(usage.ru_maxrss / 1024.0, 1),
@@ -204,10 +251,15 @@ class Agent:
         queue = self.sink.queue
         wait = min(self.cfg.pipeline.tick_s, 0.05)
         watchdog_at = 0.0
+        maintain_at = time.monotonic() + MAINTAIN_EVERY_S
         while True:
-            if time.monotonic() >= watchdog_at:  # the pipeline is alive: tell systemd
+            mono = time.monotonic()
+            if mono >= watchdog_at:  # the pipeline is alive: tell systemd
                 sd_notify("WATCHDOG=1")
-                watchdog_at = time.monotonic() + WATCHDOG_EVERY_S
+                watchdog_at = mono + WATCHDOG_EVERY_S
+            if mono >= maintain_at:
+                self._maintain(mono)
+                maintain_at = mono + MAINTAIN_EVERY_S
             if self._stop.is_set():
                 while not queue.empty():
                     item = queue.get_nowait()
@@ -237,6 +289,18 @@ class Agent:
             if math.isfinite(now):
                 self._close_ticks(now)
             await asyncio.sleep(0)
+
+    def _maintain(self, mono: float) -> None:
+        """Outbox upkeep: held events retried each second, expiry and WAL once a minute."""
+        box = self.outbox
+        if mono >= self._expire_at:
+            box.maintain()
+            self._expire_at = mono + EXPIRE_EVERY_S
+        elif box.held or not box.storage_ok:
+            box.append(())
+        else:
+            return
+        self.publisher.wake()
 
     def _add(self, advert: Advert) -> None:
         tick = self.cfg.pipeline.tick_s

@@ -27,6 +27,7 @@ from pydantic import (
 
 from edge_agent.errors import ConfigError, ConfigIssue
 from edge_agent.models import DeviceClass
+from edge_agent.outbox import OutboxLimits
 
 SEGMENT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RECEIVER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -127,7 +128,9 @@ class MqttConfig(_Section):
     password_env: Annotated[str, Field(pattern=ENV_PATTERN)] | None = None
     """Environment variable holding the password."""
     inflight: int = Field(100, ge=1, le=65_535)
-    """Unacknowledged QoS 1 publishes allowed at once."""
+    """Unacknowledged QoS 1 publishes allowed at once. paho's own queue
+    (``max_queued_messages``) is set to the same number: the outbox is the queue, so paho never
+    holds more than one window and never drops a publish silently."""
 
     @field_validator("urls")
     @classmethod
@@ -158,8 +161,30 @@ class OutboxConfig(_Section):
 
     path: Path = Path("outbox.sqlite")
     """Database file; relative paths are inside ``gateway.state_dir``."""
-    synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
-    """SQLite ``synchronous`` level (WAL mode)."""
+    synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    """SQLite ``synchronous`` level (WAL mode). ``FULL`` survives power loss with at most the
+    tick being committed lost; ``NORMAL`` survives a crash of the agent, but a power cut may lose
+    the commits since the last checkpoint. See the figures in the README."""
+    max_rows: int = Field(1_000_000, ge=1_000)
+    """Rows kept at most; beyond, the lowest priority is evicted first."""
+    max_mb: float = Field(256.0, ge=1.0)
+    """Megabytes of payload kept at most; beyond, the lowest priority is evicted first."""
+    ttl_s: float = Field(7 * 86_400.0, ge=60.0)
+    """Events older than this (by the wall clock when committed) are dropped."""
+    memory_rows: int = Field(20_000, ge=100, le=1_000_000)
+    """Events held in memory while the disk cannot be written (disk full)."""
+    wal_max_mb: float = Field(16.0, ge=1.0)
+    """The write-ahead log is checkpointed and truncated back to this size."""
+
+    def limits(self) -> OutboxLimits:
+        """The limits as the outbox takes them."""
+        return OutboxLimits(
+            max_rows=self.max_rows,
+            max_bytes=int(self.max_mb * 1024 * 1024),
+            ttl_s=self.ttl_s,
+            memory_rows=self.memory_rows,
+            wal_max_bytes=int(self.wal_max_mb * 1024 * 1024),
+        )
 
 
 class PipelineConfig(_Section):

@@ -1,9 +1,10 @@
 """The MQTT payload contract (v1): pydantic models, from which JSON Schema and AsyncAPI are made.
 
 Every payload carries the envelope ``v``, ``id``, ``seq``, ``ts`` and ``type``. Context events
-get ``seq`` from the outbox, gapless per gateway, and ``id = "<gateway>:<seq>"``; the control-plane
-messages ``status`` and ``health`` are not queued: they carry the outbox's last committed ``seq``
-and ``id = "<gateway>:<type>:<epoch ms>"``.
+get ``seq`` from the outbox, gapless per gateway, and ``id = "<gateway>:<seq>"`` (a gap only after a
+corrupt outbox was quarantined; an id never repeats); the control-plane messages ``status`` and
+``health`` are not queued: they carry the outbox's last committed ``seq`` and
+``id = "<gateway>:<type>:<start epoch ms>-<n>"``, unique even when the wall clock steps back.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class BeaconHealthPayload(Envelope):
     last_seen_s_ago: float = Field(ge=0)
 
 
+class OutboxIncident(BaseModel):
+    """A corrupt outbox database that was moved aside (kept for inspection) and started afresh."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: str = Field(description="When, RFC 3339 UTC.")
+    moved_to: str = Field(description="File name it was moved to, beside the outbox.")
+    reason: str = Field(description="What SQLite reported.")
+
+
 class StatusPayload(Envelope):
     """``status`` (retained; the last will says ``offline``)."""
 
@@ -107,6 +118,39 @@ class StatusPayload(Envelope):
     version: str
     started_at: str
     config_hash: str = Field(description="SHA-256 of the configuration file, hex.")
+    outbox_incidents: list[OutboxIncident] = Field(
+        default_factory=list, description="Corrupt outbox files quarantined since start."
+    )
+
+
+class OutboxHealth(BaseModel):
+    """The outbox's side of ``health``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bytes: int = Field(ge=0, description="Payload and topic bytes stored.")
+    held: int = Field(ge=0, description="Events held in memory because the disk is not writable.")
+    storage_ok: bool = Field(description="False while commits fail (disk full, I/O error).")
+    write_failures: int = Field(ge=0)
+    evicted: dict[str, int] = Field(
+        description="Events dropped, by reason:type (full, ttl, disk_full)."
+    )
+    incidents: list[OutboxIncident]
+
+
+class PublisherHealth(BaseModel):
+    """The publisher's side of ``health``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: str | None = Field(description="host:port of the current or last broker.")
+    connected: bool
+    inflight: int = Field(ge=0)
+    connects: int = Field(ge=0)
+    connect_failures: int = Field(ge=0)
+    silent_drops: int = Field(ge=0, description="Connections dropped for 1.5 x keepalive silence.")
+    resent: int = Field(ge=0, description="Rows sent again after a lost connection.")
+    rejected: int = Field(ge=0, description="Rows the broker refused (MQTT 5 reason code).")
 
 
 class HealthPayload(Envelope):
@@ -124,6 +168,8 @@ class HealthPayload(Envelope):
     published_total: int
     publish_per_s: float
     reconnects: int
+    outbox: OutboxHealth
+    publisher: PublisherHealth
     source: str
     cpu_s: float
     rss_mb: float

@@ -2,17 +2,25 @@
 
 A fresh paho client per connection: paho re-sends its own unacknowledged messages on reconnect
 (paho issue #698), and the outbox re-sends every unacknowledged row on a new connection, so reusing
-the client would publish those rows twice. Rows are deleted only on PUBACK.
+the client would publish those rows twice. Rows are deleted only on PUBACK, so at most one window
+(``mqtt.inflight``) is sent twice after a connection is lost.
+
+A silent broker (a partition, PUBACKs lost) is noticed when nothing at all has come in for
+``1.5 × keepalive``: paho sends PINGREQ once a keepalive passes without traffic, so a live broker
+always answers well within that time. Reconnects back off exponentially with full jitter and try
+the next broker URL after a failed attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +33,25 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_agent.config import AgentConfig
 from edge_agent.contract import StatusState
 from edge_agent.errors import PublishError
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxRow
 
 _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
+SILENCE_KEEPALIVES = 1.5
+"""A connection with nothing received for this many keepalives is dead."""
+ACK_FLUSH_S = 0.05
+"""Acknowledged rows are deleted in batches, at least this often."""
+
+
+def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1, 2, …): exponential, jittered, capped.
+
+    The delay is uniform in ``[d/2, d]`` with ``d = min(BACKOFF_MAX_S, BACKOFF_MIN_S · 2^attempt)``,
+    so a fleet of gateways that lost the same broker does not come back in step.
+    """
+    d = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(max(attempt, 0), 16))
+    return (rng or random).uniform(d / 2, d)
 
 
 @dataclass(slots=True)
@@ -46,6 +68,12 @@ class PublisherStats:
     """Connections after the first."""
     control_sent: int = 0
     """``status`` and ``health`` messages sent."""
+    connect_failures: int = 0
+    """Connection attempts that failed (refused, unreachable, no CONNACK)."""
+    silent_drops: int = 0
+    """Connections given up because nothing came in for ``1.5 × keepalive``."""
+    resent: int = 0
+    """Rows in flight when a connection was lost: sent again, so possibly duplicated."""
 
 
 class Publisher:
@@ -67,6 +95,7 @@ class Publisher:
         self._last_sent = 0
         self._closing = False
         self._lost = asyncio.Event()
+        self._last_in = 0.0
         self.broker: str | None = None
 
     # ------------------------------------------------------------------ public
@@ -92,17 +121,20 @@ class Publisher:
         index = 0
         while not self._closing:
             url = urls[index % len(urls)]
+            connects = self.stats.connects
             try:
                 await self._session(url)
-                attempt = 0
             except PublishError as err:
                 _LOGGER.warning("%s", err)
             if self._closing:
                 return
-            index += 1
+            if self.stats.connects > connects:
+                attempt = 0  # it was up: come back to the same broker first
+            else:
+                self.stats.connect_failures += 1
+                index += 1  # failover: the next URL
             attempt += 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(attempt, 10))
-            await asyncio.sleep(random.uniform(delay / 2, delay))
+            await asyncio.sleep(backoff_delay(attempt))
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every committed row is acknowledged; False on timeout."""
@@ -171,7 +203,8 @@ class Publisher:
             clean_session=None if v5 else True,
         )
         client.max_inflight_messages_set(m.inflight)
-        client.max_queued_messages_set(m.inflight)
+        client.max_queued_messages_set(m.inflight)  # the outbox is the queue
+        client.connect_timeout = m.connect_timeout_s
         client.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         if m.username:
             client.username_pw_set(m.username, m.password())
@@ -217,10 +250,14 @@ class Publisher:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(fn, *args)
 
+        def on_readable() -> None:
+            self._last_in = time.monotonic()
+            client.loop_read()
+
         def on_socket_open(c: mqtt.Client, _u: Any, sock: Any) -> None:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            soon(loop.add_reader, sock, c.loop_read)
+            soon(loop.add_reader, sock, on_readable)
 
         def on_socket_close(_c: mqtt.Client, _u: Any, sock: Any) -> None:
             soon(loop.remove_reader, sock)
@@ -249,6 +286,12 @@ class Publisher:
                 rc = await connack
         except TimeoutError as err:
             client.disconnect()
+            with contextlib.suppress(OSError):
+                sock = client.socket()
+                if sock is not None:
+                    loop.remove_reader(sock)
+                    loop.remove_writer(sock)
+                    sock.close()
             raise PublishError(self.broker, f"no CONNACK within {timeout:g} s") from err
         except (OSError, ssl.SSLError) as err:
             raise PublishError(self.broker, f"cannot connect: {err}") from err
@@ -256,6 +299,7 @@ class Publisher:
             client.disconnect()
             raise PublishError(self.broker, f"connection refused: {rc}")
         self._client = client
+        self._last_in = time.monotonic()
         self._connected.set()
         self.stats.connects += 1
         if self.stats.connects > 1:
@@ -269,6 +313,7 @@ class Publisher:
             misc.cancel()
             self._connected.clear()
             self._flush_acks()
+            self.stats.resent += len(self._inflight)
             self._inflight.clear()
             sock = client.socket()
             if sock is not None:
@@ -280,12 +325,33 @@ class Publisher:
             raise PublishError(self.broker, "connection lost")
 
     async def _misc_loop(self, client: mqtt.Client, lost: asyncio.Event) -> None:
+        """paho's keepalive (PINGREQ) and our own check that the broker still talks to us."""
+        keepalive = self.cfg.mqtt.keepalive_s
+        limit = SILENCE_KEEPALIVES * keepalive
         while not lost.is_set():
             if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 lost.set()
                 self._wake.set()
                 return
-            await asyncio.sleep(1.0)
+            silent = time.monotonic() - self._last_in
+            if silent > limit:
+                self.stats.silent_drops += 1
+                _LOGGER.warning(
+                    "broker %s: nothing received for %.1f s (keepalive %s s); reconnecting",
+                    self.broker,
+                    silent,
+                    keepalive,
+                )
+                lost.set()
+                self._wake.set()
+                with contextlib.suppress(OSError):
+                    sock = client.socket()
+                    if sock is not None:
+                        asyncio.get_running_loop().remove_reader(sock)
+                        asyncio.get_running_loop().remove_writer(sock)
+                        sock.close()
+                return
+            await asyncio.sleep(min(0.5, keepalive / 10))
 
     def _flush_acks(self) -> None:
         if self._acked:
@@ -299,25 +365,40 @@ class Publisher:
             self.stats.rejected += len(rejected)
 
     async def _pump(self, client: mqtt.Client, lost: asyncio.Event) -> None:
+        """Outbox rows, in ``seq`` order, into a window of ``inflight`` unacknowledged publishes."""
         window = self.cfg.mqtt.inflight
+        chunk = max(4 * window, 512)
+        queue: deque[OutboxRow] = deque()
+        flushed_at = time.monotonic()
+        inflight = self._inflight
         while not lost.is_set() and not self._closing:
             self._wake.clear()
-            self._flush_acks()
-            room = window - len(self._inflight)
-            if room > 0:
-                for row in self.outbox.pending(self._last_sent, room):
-                    info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        # Not sent (queue full or connection gone): retried on the next pass.
-                        _LOGGER.debug("broker %s: publish rc %s", self.broker, info.rc)
+            now = time.monotonic()
+            acked = len(self._acked) + len(self._rejected)
+            if acked and (acked >= window // 2 or not inflight or now - flushed_at >= ACK_FLUSH_S):
+                self._flush_acks()
+                flushed_at = now
+            room = window - len(inflight)
+            while room > 0:
+                if not queue:
+                    queue.extend(self.outbox.pending(self._last_sent, chunk))
+                    if not queue:
                         break
-                    if row.qos == 0:
-                        self._acked.append(row.seq)
-                    else:
-                        self._inflight[info.mid] = row.seq
-                    self._last_sent = row.seq
+                row = queue[0]
+                info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # Not sent (queue full or connection gone): retried on the next pass.
+                    _LOGGER.debug("broker %s: publish rc %s", self.broker, info.rc)
+                    break
+                queue.popleft()
+                if row.qos == 0:
+                    self._acked.append(row.seq)
+                else:
+                    inflight[info.mid] = row.seq
+                self._last_sent = row.seq
+                room -= 1
             try:
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(ACK_FLUSH_S if self._acked else 1.0):
                     await self._wake.wait()
             except TimeoutError:
                 pass

@@ -17,11 +17,18 @@ from edge_agent.models import (
     RuuviFrame,
 )
 
-PRIORITY_READING = 3
 PRIORITY_HEALTH = 1
+PRIORITY_READING = 3
+PRIORITY_ALARM = 4
+"""Binary and event readings (door, smoke, button…) and trigger-based frames: evicted last."""
 EDDYSTONE_0M_TO_1M_DB = 41
 
 Values = dict[str, tuple[float | int | bool | str, str | None]]
+
+
+def _has_state(values: Values) -> bool:
+    """True when a reading carries a binary state or an event (a door, a button, an alarm)."""
+    return any(isinstance(v, bool | str) for v, _ in values.values())
 
 
 def frame_measurements(frame: BTHomeFrame | RuuviFrame) -> Values:
@@ -127,12 +134,12 @@ class SensorTracker:
             return
         packet_id = frame.packet_id if isinstance(frame, BTHomeFrame) else frame.sequence
         prev = self._readings.get(ref.id)
+        trigger_based = isinstance(frame, BTHomeFrame) and frame.trigger_based
         if prev is not None:
             if packet_id is not None and packet_id == prev.packet_id:
                 return  # the same packet heard by another receiver, or repeated
-            trigger = isinstance(frame, BTHomeFrame) and frame.trigger_based
             due = now - prev.sent_at >= self._cfg.heartbeat_s
-            if not (trigger or due or self._changed(values, prev.sent)):
+            if not (trigger_based or due or self._changed(values, prev.sent)):
                 prev.packet_id = packet_id
                 return
         self._readings[ref.id] = _Reading(values, now, packet_id)
@@ -148,7 +155,9 @@ class SensorTracker:
                     "measurements": {k: {"value": v, "unit": u} for k, (v, u) in values.items()},
                     "rssi": round(rssi, 1),
                 },
-                priority=PRIORITY_READING,
+                priority=PRIORITY_ALARM
+                if trigger_based or _has_state(values)
+                else PRIORITY_READING,
             )
         )
 
