@@ -37,11 +37,17 @@ class LocalMosquitto:
     """``with LocalMosquitto() as broker:`` — started on enter, killed on exit."""
 
     def __init__(
-        self, port: int | None = None, extra_conf: str = "", host: str = "127.0.0.1"
+        self,
+        port: int | None = None,
+        extra_conf: str = "",
+        host: str = "127.0.0.1",
+        *,
+        persistence: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.extra_conf = extra_conf
+        self.persistence = persistence
         self._dir = Path(tempfile.mkdtemp(prefix="edge-agent-mosquitto-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -61,8 +67,12 @@ class LocalMosquitto:
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
-            f"log_dest file {self.log_path}\n"
+            + (
+                f"persistence true\npersistence_location {self._dir}/\n"
+                if self.persistence
+                else "persistence false\n"
+            )
+            + f"log_dest file {self.log_path}\n"
             "max_inflight_messages 0\n"
             "max_queued_messages 0\n" + self.extra_conf,
             encoding="utf-8",
@@ -88,8 +98,8 @@ class LocalMosquitto:
         self.stop()
         raise EdgeAgentError(f"mosquitto did not listen on {self.host}:{self.port} in {timeout} s")
 
-    def stop(self) -> None:
-        """Kill it and remove its files."""
+    def halt(self) -> None:
+        """Stop it (SIGTERM; with persistence, sessions are saved) but keep its files."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -99,6 +109,10 @@ class LocalMosquitto:
                 self.proc.wait()
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
+
+    def stop(self) -> None:
+        """Stop it and remove its files."""
+        self.halt()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> LocalMosquitto:

@@ -76,6 +76,18 @@ class PublisherStats:
     """Rows in flight when a connection was lost: sent again, so possibly duplicated."""
 
 
+def _forget(loop: asyncio.AbstractEventLoop, sock: Any, *, close: bool = False) -> None:
+    """Stop watching a paho socket (it may be closed already); close it if asked."""
+    if sock is None:
+        return
+    with contextlib.suppress(ValueError, OSError):
+        loop.remove_reader(sock)
+        loop.remove_writer(sock)
+    if close:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
 class Publisher:
     """Sends outbox rows to the broker; owns the connection and its reconnect loop."""
 
@@ -245,10 +257,14 @@ class Publisher:
                 self._acked.append(seq)
             self._wake.set()
 
+        def quietly(fn: Callable[..., Any], *args: Any) -> None:
+            with contextlib.suppress(ValueError, OSError):  # the socket may be closed already
+                fn(*args)
+
         def soon(fn: Callable[..., Any], *args: Any) -> None:
             # paho may call these from the connecting thread or from __del__ after the loop ended.
             if not loop.is_closed():
-                loop.call_soon_threadsafe(fn, *args)
+                loop.call_soon_threadsafe(quietly, fn, *args)
 
         def on_readable() -> None:
             self._last_in = time.monotonic()
@@ -286,12 +302,7 @@ class Publisher:
                 rc = await connack
         except TimeoutError as err:
             client.disconnect()
-            with contextlib.suppress(OSError):
-                sock = client.socket()
-                if sock is not None:
-                    loop.remove_reader(sock)
-                    loop.remove_writer(sock)
-                    sock.close()
+            _forget(loop, client.socket(), close=True)
             raise PublishError(self.broker, f"no CONNACK within {timeout:g} s") from err
         except (OSError, ssl.SSLError) as err:
             raise PublishError(self.broker, f"cannot connect: {err}") from err
@@ -315,10 +326,7 @@ class Publisher:
             self._flush_acks()
             self.stats.resent += len(self._inflight)
             self._inflight.clear()
-            sock = client.socket()
-            if sock is not None:
-                loop.remove_reader(sock)
-                loop.remove_writer(sock)
+            _forget(loop, client.socket())
             if not lost.is_set():
                 client.disconnect()
         if not self._closing:
@@ -327,13 +335,17 @@ class Publisher:
     async def _misc_loop(self, client: mqtt.Client, lost: asyncio.Event) -> None:
         """paho's keepalive (PINGREQ) and our own check that the broker still talks to us."""
         keepalive = self.cfg.mqtt.keepalive_s
-        limit = SILENCE_KEEPALIVES * keepalive
+        every = min(0.5, keepalive / 10)
+        limit = SILENCE_KEEPALIVES * keepalive - every  # so that it is noticed within 1.5 ×
         while not lost.is_set():
-            if client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            ok = client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS
+            silent = time.monotonic() - self._last_in
+            if not ok:  # paho gave up on the connection (its own keepalive, or closed)
+                if silent >= keepalive:
+                    self.stats.silent_drops += 1
                 lost.set()
                 self._wake.set()
                 return
-            silent = time.monotonic() - self._last_in
             if silent > limit:
                 self.stats.silent_drops += 1
                 _LOGGER.warning(
@@ -344,14 +356,9 @@ class Publisher:
                 )
                 lost.set()
                 self._wake.set()
-                with contextlib.suppress(OSError):
-                    sock = client.socket()
-                    if sock is not None:
-                        asyncio.get_running_loop().remove_reader(sock)
-                        asyncio.get_running_loop().remove_writer(sock)
-                        sock.close()
+                _forget(asyncio.get_running_loop(), client.socket(), close=True)
                 return
-            await asyncio.sleep(min(0.5, keepalive / 10))
+            await asyncio.sleep(every)
 
     def _flush_acks(self) -> None:
         if self._acked:

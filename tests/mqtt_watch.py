@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -20,11 +21,18 @@ class Received:
 class Watcher:
     """Subscribes (QoS 1) before the agent starts; ``messages`` grows as they arrive."""
 
-    def __init__(self, host: str, port: int, pattern: str) -> None:
+    def __init__(self, host: str, port: int, pattern: str, *, persistent: bool = False) -> None:
+        """``persistent``: a session the broker keeps (with its own persistence, across restarts),
+        so that nothing published while the watcher reconnects is missed."""
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{time.time_ns()}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"watch-{time.time_ns()}",
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(0.1, 1.0)
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message
@@ -50,6 +58,11 @@ class Watcher:
             time.sleep(quiet_s)
         with self._lock:
             return list(self.messages)
+
+    def payloads(self) -> list[dict[str, object]]:
+        """Every payload so far, decoded."""
+        with self._lock:
+            return [json.loads(m.payload) for m in self.messages]
 
     def close(self) -> None:
         self.client.loop_stop()

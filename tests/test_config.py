@@ -107,7 +107,15 @@ BAD_CASES = [
         MINIMAL + '\n[source]\nkind = "sim"\n',
         ["agent.toml:23: source.scenario: required when source.kind = 'sim'"],
     ),
-    (  # 15: TOML syntax
+    (  # 15: an outbox durability level we do not offer
+        MINIMAL + '\n[outbox]\nsynchronous = "OFF"\n',
+        ["agent.toml:24: outbox.synchronous = 'OFF': must be one of 'NORMAL' or 'FULL'"],
+    ),
+    (  # 16: an outbox time-to-live too short to ride out a broker restart
+        MINIMAL + "\n[outbox]\nttl_s = 5\n",
+        ["agent.toml:24: outbox.ttl_s = 5: must be at least 60"],
+    ),
+    (  # 17: TOML syntax
         MINIMAL + "\n[mqtt\n",
         [
             "agent.toml:23: not valid TOML: Expected ']' at the end of a table declaration "

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from edge_agent.broker import LocalMosquitto
@@ -22,9 +22,18 @@ ROOT_TOPIC = "retail/store-0042/gw-demo-01"
 
 
 def sim_config(
-    tmp_path: Path, broker: LocalMosquitto, *, speed: float, duration: float | None
+    tmp_path: Path,
+    broker: LocalMosquitto | str,
+    *,
+    speed: float,
+    duration: float | None,
+    edits: Mapping[str, str] | None = None,
 ) -> Path:
-    """The shipped example config, pointed at the simulated store, a temp dir and the broker."""
+    """The shipped example config, pointed at the simulated store, a temp dir and the broker
+    (a URL, or a TOML list of them); ``edits`` are further replacements in the file's text."""
+    if isinstance(broker, LocalMosquitto):
+        broker = broker.url
+    urls = broker if broker.startswith("[") else f'["{broker}"]'
     text = (CONFIG_DIR / "agent.toml").read_text(encoding="utf-8")
     replacements = {
         'state_dir = "/var/lib/edge-agent"': f'state_dir = "{tmp_path / "state"}"',
@@ -32,9 +41,10 @@ def sim_config(
         'scenario = "store-demo.toml"': f'scenario = "{CONFIG_DIR / "store-demo.toml"}"',
         "speed = 1.0": f"speed = {speed}",
         "# duration_s = 600.0": f"duration_s = {duration}" if duration else "",
-        'urls = ["mqtt://127.0.0.1:1883"]': f'urls = ["{broker.url}"]',
+        'urls = ["mqtt://127.0.0.1:1883"]': f"urls = {urls}",
         "\ninterval_s = 30.0": "\ninterval_s = 1.0",  # [health], so that it is exercised
         "queue_size = 20000": f'queue_size = 20000\ntruth_log = "{tmp_path / "truth.jsonl"}"',
+        **(edits or {}),
     }
     for old, new in replacements.items():
         assert old in text, old
@@ -67,8 +77,8 @@ def start_agent(cfg: Path) -> subprocess.Popen[str]:
 
 
 def committed(tmp_path: Path) -> tuple[int, int]:
-    """(last seq committed, rows still waiting) from the outbox the agent left behind."""
-    conn = sqlite3.connect(tmp_path / "state" / "outbox.sqlite")
+    """(last seq committed, rows still waiting) from the outbox (the agent may be running)."""
+    conn = sqlite3.connect(tmp_path / "state" / "outbox.sqlite", timeout=10)
     try:
         last = int(conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
         depth = int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
