@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -67,6 +68,8 @@ class LocalMosquitto:
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
+            # As root mosquitto would drop to user "mosquitto", who cannot write our temp dir.
+            + ("user root\n" if os.geteuid() == 0 else "")
             + (
                 f"persistence true\npersistence_location {self._dir}/\n"
                 if self.persistence

@@ -37,7 +37,7 @@ from edge_agent.outbox import Outbox, OutboxRow
 
 _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 10.0
 SILENCE_KEEPALIVES = 1.5
 """A connection with nothing received for this many keepalives is dead."""
 ACK_FLUSH_S = 0.05
