@@ -1,5 +1,6 @@
 # Two commands on a fresh Debian machine:  make demo   and   make test
-# Each sets everything up first: a .venv with the package and its test extras, and mosquitto.
+# Each sets everything up first: a .venv with the package and its test extras, mosquitto, and
+# libfaketime (the wall-clock fault test).
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -27,12 +28,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 mosquitto:
-	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing=" mosquitto mosquitto-clients"; \
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "installing mosquitto (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; \
+	  echo "installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else \
-	  echo "mosquitto is missing and we are not root. Run:  sudo apt-get install -y mosquitto mosquitto-clients"; \
+	  echo "missing:$$missing and we are not root. Run:  sudo apt-get install -y$$missing"; \
 	  exit 1; \
 	fi
 

@@ -54,6 +54,19 @@ def event_seqs(messages: list[Received]) -> Counter[int]:
     return seqs
 
 
+def assert_order_per_device(messages: list[Received]) -> None:
+    """On every event topic (one device, one zone), first arrivals come in ``seq`` order."""
+    seen: set[int] = set()
+    last: dict[str, int] = {}
+    for m in messages:
+        data = json.loads(m.payload)
+        if data["type"] in ("status", "health") or m.retain or data["seq"] in seen:
+            continue
+        seen.add(data["seq"])
+        assert data["seq"] > last.get(m.topic, 0), (m.topic, last[m.topic], data["seq"])
+        last[m.topic] = data["seq"]
+
+
 def duplicates(seqs: Counter[int]) -> int:
     return sum(n - 1 for n in seqs.values())
 
@@ -143,6 +156,7 @@ def test_sigkill_at_random_points_loses_nothing(
     )
     assert depth == 0 and last_seq > kills
     check_messages(messages, last_seq)
+    assert_order_per_device(messages)
     assert dup <= kills * INFLIGHT
 
 
@@ -195,6 +209,7 @@ def test_broker_stopped_while_events_keep_coming(tmp_path: Path, outage_s: float
     assert rate >= 30, rate
     assert depth == 0
     check_messages(messages, last_seq)
+    assert_order_per_device(messages)
     assert max(samples) - rss0 < 10.0, (rss0, samples)  # memory flat: the backlog is on disk
 
 
@@ -286,6 +301,7 @@ def test_partition_is_noticed_within_1_5_keepalive_and_nothing_is_lost(
     assert noticed <= 1.5 * keepalive
     assert depth == 0
     check_messages(messages, last_seq)
+    assert_order_per_device(messages)
     assert duplicates(seqs) <= last_health["resent"]
 
 
