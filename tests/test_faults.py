@@ -340,7 +340,7 @@ def test_disk_full_holds_events_counts_drops_and_recovers(tmp_path: Path) -> Non
         broker,
         speed=10.0,
         duration=None,
-        edits={'path = "outbox.sqlite"': 'path = "outbox.sqlite"\nmemory_rows = 200'},
+        edits={"memory_rows = 20000": "memory_rows = 200"},
     )
     watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#", persistent=True)
     script = (
@@ -356,7 +356,10 @@ def test_disk_full_holds_events_counts_drops_and_recovers(tmp_path: Path) -> Non
     tail = StderrTail(proc)
     try:
         with killed_at_exit(proc):
-            wait_for_occupancy(watcher, 4)
+            try:
+                wait_for_occupancy(watcher, 4)
+            except TimeoutError as err:
+                raise AssertionError(tail.text()[-3000:]) from err
             broker.halt()
             inside = Path(f"/proc/{proc.pid}/root") / str(state).lstrip("/")
             filler = inside / "filler"
