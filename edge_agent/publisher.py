@@ -385,7 +385,9 @@ class Publisher:
             if acked and (acked >= window // 2 or not inflight or now - flushed_at >= ACK_FLUSH_S):
                 self._flush_acks()
                 flushed_at = now
-            room = window - len(inflight)
+            # Rows acknowledged but not yet deleted count against the window too, so that at
+            # most ``window`` rows can be sent a second time after a crash or a lost connection.
+            room = window - len(inflight) - len(self._acked) - len(self._rejected)
             while room > 0:
                 if not queue:
                     queue.extend(self.outbox.pending(self._last_sent, chunk))

@@ -205,3 +205,19 @@ def test_version_1_database_is_migrated(tmp_path: Path) -> None:
     box = Outbox(path, "gw", "r")
     assert box.depth() == 1 and box.size_bytes == 5 and box.last_seq == 7
     assert box.append([_event(1)]) == 8
+
+
+def test_corruption_met_while_running_is_quarantined_too(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, "gw", "r")
+    box.append([_event(i) for i in range(300)])
+    box.close()
+    box = Outbox(path, "gw", "r")
+    box.conn.execute("PRAGMA cache_size=1")  # so that the next read goes to the file
+    box.conn.execute("PRAGMA mmap_size=0")
+    data = bytearray(path.read_bytes())
+    data[4096 * 3 : 4096 * 8] = b"\xa5" * (4096 * 5)  # table pages, under the open connection
+    path.write_bytes(bytes(data))
+    assert box.pending(0, 1000) == []  # corruption met: moved aside, fresh start
+    assert len(box.incidents) == 1 and (tmp_path / box.incidents[0].moved_to).exists()
+    assert box.append([_event(1)]) > 300
