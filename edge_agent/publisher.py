@@ -381,13 +381,16 @@ class Publisher:
         while not lost.is_set() and not self._closing:
             self._wake.clear()
             now = time.monotonic()
-            acked = len(self._acked) + len(self._rejected)
-            if acked and (acked >= window // 2 or not inflight or now - flushed_at >= ACK_FLUSH_S):
-                self._flush_acks()
-                flushed_at = now
             # Rows acknowledged but not yet deleted count against the window too, so that at
             # most ``window`` rows can be sent a second time after a crash or a lost connection.
-            room = window - len(inflight) - len(self._acked) - len(self._rejected)
+            # They are deleted in batches, and always before the window would stall: a sender
+            # that stops answering PUBACKs lets delayed TCP ACKs and the broker's Nagle meet.
+            acked = len(self._acked) + len(self._rejected)
+            room = window - len(inflight) - acked
+            if acked and (room < window // 2 or not inflight or now - flushed_at >= ACK_FLUSH_S):
+                self._flush_acks()
+                flushed_at = now
+                room += acked
             while room > 0:
                 if not queue:
                     queue.extend(self.outbox.pending(self._last_sent, chunk))
