@@ -19,6 +19,7 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,8 +41,6 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
 SILENCE_KEEPALIVES = 1.5
 """A connection with nothing received for this many keepalives is dead."""
-ACK_FLUSH_S = 0.05
-"""Acknowledged rows are deleted in batches, at least this often."""
 
 
 def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
@@ -261,9 +260,14 @@ class Publisher:
             with contextlib.suppress(ValueError, OSError):  # the socket may be closed already
                 fn(*args)
 
+        loop_thread = threading.get_ident()
+
         def soon(fn: Callable[..., Any], *args: Any) -> None:
-            # paho may call these from the connecting thread or from __del__ after the loop ended.
-            if not loop.is_closed():
+            # On the loop's thread (every publish): at once. paho may also call these from the
+            # connecting thread, or from __del__ after the loop ended.
+            if threading.get_ident() == loop_thread:
+                quietly(fn, *args)
+            elif not loop.is_closed():
                 loop.call_soon_threadsafe(quietly, fn, *args)
 
         def on_readable() -> None:
@@ -376,21 +380,16 @@ class Publisher:
         window = self.cfg.mqtt.inflight
         chunk = max(4 * window, 512)
         queue: deque[OutboxRow] = deque()
-        flushed_at = time.monotonic()
         inflight = self._inflight
         while not lost.is_set() and not self._closing:
             self._wake.clear()
-            now = time.monotonic()
-            # Rows acknowledged but not yet deleted count against the window too, so that at
-            # most ``window`` rows can be sent a second time after a crash or a lost connection.
-            # They are deleted in batches, and always before the window would stall: a sender
-            # that stops answering PUBACKs lets delayed TCP ACKs and the broker's Nagle meet.
-            acked = len(self._acked) + len(self._rejected)
-            room = window - len(inflight) - acked
-            if acked and (room < window // 2 or not inflight or now - flushed_at >= ACK_FLUSH_S):
+            # Acknowledged rows are deleted on every pass, before more is sent: at most
+            # ``window`` rows are ever sent and not yet deleted, so at most that many can be sent
+            # a second time after a crash or a lost connection. (Holding acks back to batch
+            # them stalls the window: delayed TCP ACKs meet the broker's Nagle.)
+            if self._acked or self._rejected:
                 self._flush_acks()
-                flushed_at = now
-                room += acked
+            room = window - len(inflight)
             while room > 0:
                 if not queue:
                     queue.extend(self.outbox.pending(self._last_sent, chunk))
@@ -410,7 +409,7 @@ class Publisher:
                 self._last_sent = row.seq
                 room -= 1
             try:
-                async with asyncio.timeout(ACK_FLUSH_S if self._acked else 1.0):
+                async with asyncio.timeout(1.0):
                     await self._wake.wait()
             except TimeoutError:
                 pass

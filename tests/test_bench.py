@@ -226,10 +226,6 @@ def test_bench_backlog_drain_against_raw_paho(tmp_path: Path, mosquitto: LocalMo
     live events keep being committed at 100/s; the rate is compared with raw paho's."""
     backlog = 360_000
     box = Outbox(tmp_path / "o.sqlite", "gw-bench", "retail/s/gw-bench")
-    for start in range(0, backlog, 10_000):
-        box.append([_presence(n) for n in range(start, start + 10_000)])
-    sample = box.pending(0, 1)[0]
-    raw = max(_raw_paho_rate(mosquitto, 50_000, sample.topic, sample.payload) for _ in range(2))
     cfg_path = tmp_path / "agent.toml"
     cfg_path.write_text(
         MINIMAL.replace("{state}", str(tmp_path)) + f'\n[mqtt]\nurls = ["{mosquitto.url}"]\n',
@@ -263,8 +259,17 @@ def test_bench_backlog_drain_against_raw_paho(tmp_path: Path, mosquitto: LocalMo
             run.cancel()
         return elapsed, live[0]
 
-    elapsed, live = asyncio.run(drain())
-    ours = (backlog + live) / elapsed
+    best = (0.0, 0.0, 0)
+    raw = 0.0
+    for _ in range(2):  # best of two for both, interleaved, against a noisy machine
+        for start in range(0, backlog, 10_000):
+            box.append([_presence(n) for n in range(start, start + 10_000)])
+        sample = box.pending(0, 1)[0]
+        raw = max(raw, _raw_paho_rate(mosquitto, 50_000, sample.topic, sample.payload))
+        elapsed, live = asyncio.run(drain())
+        if (backlog + live) / elapsed > best[0]:
+            best = ((backlog + live) / elapsed, elapsed, live)
+    ours, elapsed, live = best
     print(
         f"\nbacklog drain: {backlog:,} + {live:,} live events in {elapsed:.1f} s = "
         f"{ours:,.0f} msg/s; raw paho QoS 1 {raw:,.0f} msg/s; ratio {ours / raw:.2f}"
