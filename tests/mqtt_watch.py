@@ -32,7 +32,7 @@ class Watcher:
             client_id=f"watch-{time.time_ns()}",
             clean_session=not persistent,
         )
-        self.client.reconnect_delay_set(0.1, 1.0)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message

@@ -94,6 +94,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> floa
     raise TimeoutError(f"{what}: not within {timeout} s")
 
 
+def wait_for_health(
+    watcher: Watcher, test: Callable[[dict[str, Any]], bool], timeout: float
+) -> None:
+    """Until a ``health`` message passes ``test``."""
+
+    def seen() -> bool:
+        return any(p["type"] == "health" and test(p) for p in watcher.payloads())
+
+    wait_until(seen, timeout, "a health message that passes the test")
+
+
 def delivered_upto(watcher: Watcher, seq: int) -> bool:
     got = event_seqs(list(watcher.messages))
     return all(s in got for s in range(1, seq + 1))
@@ -287,14 +298,7 @@ def test_partition_is_noticed_within_1_5_keepalive_and_nothing_is_lost(
                 t_heal = proxy.set_mode("forward")
                 seq_heal = committed(tmp_path)[0]
                 t_done = wait_until(lambda: delivered_upto(watcher, seq_heal), 60, "caught up")
-                wait_until(
-                    lambda: any(
-                        h.get("type") == "health" and h["publisher"]["silent_drops"] > 0
-                        for h in watcher.payloads()
-                    ),
-                    10,
-                    "health reports the dropped connection",
-                )
+                wait_for_health(watcher, lambda h: h["publisher"]["silent_drops"] > 0, 10)
                 stop(proc)
             messages = watcher.settle()
         finally:
@@ -396,14 +400,7 @@ def test_disk_full_holds_events_counts_drops_and_recovers(tmp_path: Path) -> Non
             wait_until(lambda: "writable again" in tail.text(), 30, "the outbox recovered")
             t_ok = time.monotonic()
             broker.start()
-            wait_until(
-                lambda: any(
-                    h.get("type") == "health" and h["outbox"]["write_failures"] > 0
-                    for h in watcher.payloads()
-                ),
-                60,
-                "health after recovery",
-            )
+            wait_for_health(watcher, lambda h: h["outbox"]["write_failures"] > 0, 60)
             # The envelope of health carries the last committed seq.
             seq_now = max(int(h["seq"]) for h in healths(watcher.settle(0.2, 1.0)))
             wait_until(lambda: delivered_upto(watcher, seq_now), 60, "backlog delivered")
