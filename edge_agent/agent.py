@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -17,15 +18,19 @@ from pathlib import Path
 
 from edge_agent import __version__, kernels
 from edge_agent.config import AgentConfig
+from edge_agent.consent import Consent, load_consents
 from edge_agent.contract import (
     HealthPayload,
     OutboxHealth,
     OutboxIncident,
+    PrivacyHealth,
     PublisherHealth,
     StatusPayload,
     StatusState,
     rfc3339,
 )
+from edge_agent.errors import EdgeAgentError
+from edge_agent.identity import Identity
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import Pipeline
@@ -37,6 +42,13 @@ MAX_EMPTY_TICKS = 100
 WATCHDOG_EVERY_S = 5.0
 MAINTAIN_EVERY_S = 1.0
 EXPIRE_EVERY_S = 60.0
+CONTROL_TIMEOUT_S = 10.0
+MAX_CONTROL_LINE = 64 * 1024
+
+
+def device_topics(device: str) -> list[str]:
+    """Every topic (relative to the root) that carries events about one device."""
+    return [f"presence/{device}", f"sensor/{device}", f"beacon/{device}/health"]
 
 
 def config_hash(path: Path | None) -> str:
@@ -72,13 +84,14 @@ class Agent:
         self.cfg = cfg
         self.source = source
         self.sink = AdvertSink(cfg.source.queue_size)
-        self.pipeline = Pipeline(cfg)
+        self.consents: list[Consent] = load_consents(cfg.consent_path)
+        self.pipeline = Pipeline(cfg, Identity(cfg, consents=self.consents))
         self.outbox = Outbox(
             cfg.outbox_path,
             cfg.gateway.id,
             cfg.topic_root,
             synchronous=cfg.outbox.synchronous,
-            limits=cfg.outbox.limits(),
+            limits=cfg.outbox.limits(cfg.privacy.retention_s),
         )
         self.publisher = Publisher(cfg, self.outbox, self._status_payload)
         self.started_wall = time.time()
@@ -93,6 +106,8 @@ class Agent:
         self._rate_mark = (time.monotonic(), 0, 0)
         self._control_n = 0
         self._expire_at = 0.0
+        self._last_wall = time.time()
+        self.erasures = 0
 
     # ---------------------------------------------------------------- control
 
@@ -172,6 +187,13 @@ class Agent:
                 evicted=dict(box.evicted),
                 incidents=self._incidents(),
             ),
+            privacy=PrivacyHealth(
+                key_rotations=self.pipeline.identity.stats.key_rotations,
+                ignored_adverts=self.pipeline.identity.stats.ignored,
+                count_only_adverts=self.pipeline.identity.stats.count_only,
+                consents=len(self.consents),
+                erasures=self.erasures,
+            ),
             publisher=PublisherHealth(
                 broker=pub.broker,
                 connected=pub.connected,
@@ -186,6 +208,91 @@ class Agent:
             cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
             rss_mb=round(usage.ru_maxrss / 1024.0, 1),
         )
+
+    # ---------------------------------------------------------------- privacy
+
+    def erase(self, device: str) -> dict[str, int | bool]:
+        """Remove everything buffered and tracked for ``device`` (a wire id, an address or a
+        beacon id), and clear its retained beacon health at the broker. Returns the counts."""
+        ids = self.pipeline.identity.ids_for(device, self._last_wall)
+        topics = [t for d in ids for t in device_topics(d)]
+        removed = self.outbox.erase(topics)
+        tracked = self.pipeline.erase(ids)
+        cleared = all(
+            self.publisher.publish_control(f"beacon/{d}/health", b"", qos=1, retain=True)
+            for d in ids
+        )
+        self.erasures += 1
+        self.publisher.wake()
+        _LOGGER.info(
+            "erase: %s buffered event(s) removed, %s tracked device(s) forgotten", removed, tracked
+        )
+        return {
+            "events_removed": removed,
+            "devices_forgotten": tracked,
+            "retained_cleared": cleared,
+        }
+
+    def reload_consents(self) -> dict[str, int | bool]:
+        """Re-read the consent list; devices whose consent was revoked are erased."""
+        new = load_consents(self.cfg.consent_path)
+        kept = {c.id for c in new}
+        revoked = [c for c in self.consents if c.id not in kept]
+        self.consents = new
+        self.pipeline.identity.set_consents(new)
+        removed = 0
+        for c in revoked:
+            removed += int(self.erase(c.id)["events_removed"])
+        _LOGGER.info("consent list reloaded: %s device(s), %s revoked", len(new), len(revoked))
+        return {"consents": len(new), "revoked": len(revoked), "events_removed": removed}
+
+    def control(self, request: dict[str, object]) -> dict[str, object]:
+        """One command from the control socket (the MQTT command channel will call the same)."""
+        op = request.get("op")
+        if op == "reload_consents":
+            return {"ok": True, **self.reload_consents()}
+        if op == "erase" and isinstance(request.get("device"), str):
+            return {"ok": True, **self.erase(str(request["device"]))}
+        if op == "ping":
+            return {"ok": True, "gateway": self.cfg.gateway.id}
+        return {"ok": False, "error": f"unknown request {op!r}"}
+
+    async def _control_server(self) -> None:
+        path = self.cfg.control_socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        old = os.umask(0o177)  # the socket is the owner's only (root may always connect)
+        try:
+            server = await asyncio.start_unix_server(
+                self._serve_control, path=str(path), limit=MAX_CONTROL_LINE
+            )
+        finally:
+            os.umask(old)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _serve_control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            async with asyncio.timeout(CONTROL_TIMEOUT_S):
+                line = await reader.readline()
+                try:
+                    request = json.loads(line)
+                    if not isinstance(request, dict):
+                        raise ValueError("not an object")
+                    reply = self.control(request)
+                except (ValueError, EdgeAgentError) as err:
+                    reply = {"ok": False, "error": str(err)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (TimeoutError, OSError) as err:
+            _LOGGER.warning("control socket: request failed: %s", err)
+        finally:
+            writer.close()
 
     # ------------------------------------------------------------------- run
 
@@ -209,6 +316,7 @@ class Agent:
                 feed = tg.create_task(self._feed(), name="source")
                 process = tg.create_task(self._process(), name="pipeline")
                 stopper = tg.create_task(self._stop.wait(), name="stop")
+                control = tg.create_task(self._control_server(), name="control")
                 sd_notify("READY=1")
                 await asyncio.wait({process, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 feed.cancel()
@@ -225,7 +333,7 @@ class Agent:
                         self.outbox.depth(),
                     )
                 await self.publisher.close()
-                for task in (publisher, health, stopper):
+                for task in (publisher, health, stopper, control):
                     task.cancel()
         finally:
             sd_notify("STOPPING=1")
@@ -334,7 +442,8 @@ class Agent:
 
     def _run_tick(self, now: float) -> None:
         batch, self._batch = self._batch, []
-        events = self.pipeline.process(batch, now, self.source.wall_at(now))
+        wall = self._last_wall = self.source.wall_at(now)
+        events = self.pipeline.process(batch, now, wall)
         if events:
             self.outbox.append(events)
             self.publisher.wake()

@@ -44,18 +44,29 @@ class LocalMosquitto:
         host: str = "127.0.0.1",
         *,
         persistence: bool = False,
+        per_listener_settings: bool = False,
+        listeners: str | None = None,
+        scheme: str = "mqtt",
     ) -> None:
+        """``extra_conf`` is appended (more listeners, say); with ``per_listener_settings`` each
+        listener there carries its own ``allow_anonymous``, ``password_file`` and ``acl_file``,
+        and the default loopback listener stays open to anonymous clients (test observers).
+        ``listeners`` replaces the default listener block altogether (TLS brokers, say); it
+        must listen on ``port``, and ``url`` then uses ``scheme``."""
         self.host = host
         self.port = port or free_port(host)
         self.extra_conf = extra_conf
         self.persistence = persistence
+        self.per_listener_settings = per_listener_settings
+        self.listeners = listeners
+        self.scheme = scheme
         self._dir = Path(tempfile.mkdtemp(prefix="edge-agent-mosquitto-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """``mqtt://host:port``."""
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -66,8 +77,12 @@ class LocalMosquitto:
         """Start and wait until the port accepts connections."""
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            ("per_listener_settings true\n" if self.per_listener_settings else "")
+            + (
+                self.listeners
+                if self.listeners is not None
+                else f"listener {self.port} {self.host}\nallow_anonymous true\n"
+            )
             # As root mosquitto would drop to user "mosquitto", who cannot write our temp dir.
             + ("user root\n" if os.geteuid() == 0 else "")
             + (

@@ -1,4 +1,4 @@
-"""Thin commands over the library: run, demo, check-config, schema."""
+"""Thin commands over the library: run, demo, check-config, get-config, consent, erase, schema."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.consent import add_consent, load_consents, revoke_consent
+from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
+from edge_agent.models import DeviceClass
 from edge_agent.sources import AdvertSource
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,6 +78,93 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{len(cfg.devices)} device(s), topics under {cfg.topic_root}/"
     )
     return EXIT_OK
+
+
+def cmd_get_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration (defaults filled in) as JSON. It holds no secret: a
+    password is only ever named by file, credential or environment variable, never inline."""
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | None:
+    from edge_agent.control import request
+
+    reply = request(cfg.control_socket, payload)
+    if reply is not None and not reply.get("ok"):
+        raise ControlError(str(cfg.control_socket), str(reply.get("error")))
+    return reply
+
+
+def _erase_offline(cfg: AgentConfig, device: str) -> int:
+    """No agent runs: remove the device's buffered events from the outbox file directly."""
+    from edge_agent.agent import device_topics
+    from edge_agent.identity import Identity
+    from edge_agent.outbox import Outbox
+
+    ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device, time.time())
+    box = Outbox(cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=cfg.outbox.limits())
+    try:
+        return box.erase([t for d in ids for t in device_topics(d)])
+    finally:
+        box.close()
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    """Add, revoke or list consents; the running agent applies the change at once."""
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    path = cfg.consent_path
+    try:
+        if args.action == "list":
+            for c in load_consents(path):
+                shown = c.match if (args.show_addresses or not c.is_address) else "(address)"
+                added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.added))
+                print(f"{c.id}\t{c.kind.value}\t{added}\t{shown}")
+            return EXIT_OK
+        if args.action == "add":
+            entry = add_consent(path, args.device, args.id, DeviceClass(args.kind))
+            reply = _tell_agent(cfg, {"op": "reload_consents"})
+            where = "applied by the running agent" if reply else "applied at the next start"
+            print(f"consent recorded: {entry.id} ({entry.kind.value}); {where}")
+            return EXIT_OK
+        gone = revoke_consent(path, args.device)
+        if gone is None:
+            print(f"no consent found for {args.device!r} in {path}", file=sys.stderr)
+            return EXIT_FAILED
+        reply = _tell_agent(cfg, {"op": "reload_consents"})
+        removed = reply["events_removed"] if reply else _erase_offline(cfg, gone.id)
+        print(f"consent revoked: {gone.id}; {removed} buffered event(s) removed")
+        return EXIT_OK
+    except EdgeAgentError as err:
+        print(f"edge-agent consent: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase everything buffered and tracked for one device (right of erasure)."""
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    try:
+        reply = _tell_agent(cfg, {"op": "erase", "device": args.device})
+        if reply is None:
+            removed = _erase_offline(cfg, args.device)
+            print(f"erased (no agent running): {removed} buffered event(s) removed")
+        else:
+            print(
+                f"erased: {reply['events_removed']} buffered event(s) removed, "
+                f"{reply['devices_forgotten']} tracked device(s) forgotten"
+                + ("" if reply["retained_cleared"] else "; broker offline, retained not cleared")
+            )
+        return EXIT_OK
+    except EdgeAgentError as err:
+        print(f"edge-agent erase: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -148,6 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="use this broker URL instead of starting a local mosquitto")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "get-config", help="print the effective configuration as JSON (holds no secrets)"
+    )
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.set_defaults(func=cmd_get_config)
+
+    p = sub.add_parser("consent", help="record, revoke or list device consents")
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("add", help="a device's owner consented: track it under a stable id")
+    c.add_argument("device", help="Bluetooth address or beacon id the device is recognised by")
+    c.add_argument("--id", required=True, help="stable id to publish it under")
+    c.add_argument("--kind", default="shopper", choices=[k.value for k in DeviceClass])
+    c = csub.add_parser("revoke", help="withdraw consent; the device's buffered events go")
+    c.add_argument("device", help="the device's id, address or beacon id")
+    c = csub.add_parser("list", help="list consents (addresses hidden)")
+    c.add_argument("--show-addresses", action="store_true", help="show addresses (local use only)")
+    p.set_defaults(func=cmd_consent)
+
+    p = sub.add_parser("erase", help="erase everything buffered and tracked for a device")
+    p.add_argument("device", help="wire id (e.g. p-1a2b…), address or beacon id")
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     p.add_argument("--out", default="contract")

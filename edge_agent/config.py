@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +26,8 @@ from pydantic import (
     field_validator,
 )
 
-from edge_agent.errors import ConfigError, ConfigIssue
+from edge_agent.consent import load_consents
+from edge_agent.errors import ConfigError, ConfigIssue, ConsentError
 from edge_agent.models import DeviceClass
 from edge_agent.outbox import OutboxLimits
 
@@ -106,6 +108,34 @@ class SourceConfig(_Section):
     """Bound of the queue between the source and the pipeline; overflow is dropped and counted."""
 
 
+class MqttTlsConfig(_Section):
+    """``[mqtt.tls]``: how ``mqtts://`` connections are secured. The broker's certificate is
+    always verified and its name always checked against the URL host (or ``server_name``)."""
+
+    ca_file: ConfigPath | None = None
+    """CA bundle (PEM) that signed the broker's certificate; default: the system's CAs."""
+    cert_file: ConfigPath | None = None
+    """Client certificate (PEM) for mutual TLS."""
+    key_file: ConfigPath | None = None
+    """Private key (PEM) of the client certificate; may be a credential path."""
+    key_credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    """Name of a systemd credential holding the private key instead of ``key_file``."""
+    server_name: str | None = Field(None, min_length=1, max_length=253)
+    """Name expected in the broker's certificate when it differs from the URL host."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """Oldest TLS version accepted."""
+
+    @property
+    def key_path(self) -> Path | None:
+        """The private key file: ``key_file``, or the credential named by ``key_credential``."""
+        if self.key_file is not None:
+            return self.key_file
+        base = os.environ.get("CREDENTIALS_DIRECTORY")
+        if self.key_credential is not None and base:
+            return Path(base) / self.key_credential
+        return None
+
+
 class MqttConfig(_Section):
     """``[mqtt]``: the broker and the topic root."""
 
@@ -127,6 +157,11 @@ class MqttConfig(_Section):
     """File holding the password (systemd ``LoadCredential``). Never put it inline."""
     password_env: Annotated[str, Field(pattern=ENV_PATTERN)] | None = None
     """Environment variable holding the password."""
+    password_credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    """Name of a systemd credential holding the password (``LoadCredential=NAME:PATH``); read
+    from ``$CREDENTIALS_DIRECTORY/NAME``."""
+    tls: MqttTlsConfig = MqttTlsConfig()
+    """TLS settings for ``mqtts://`` URLs."""
     inflight: int = Field(100, ge=1, le=65_535)
     """Unacknowledged QoS 1 publishes allowed at once. paho's own queue
     (``max_queued_messages``) is set to the same number: the outbox is the queue, so paho never
@@ -145,12 +180,27 @@ class MqttConfig(_Section):
                 parts.port  # noqa: B018 - raises on a bad port
             except ValueError as err:
                 raise ValueError(f"{url!r} has an invalid port") from err
+            if parts.username is not None or parts.password is not None:
+                # Never echo the URL: it holds a secret.
+                raise ValueError(
+                    "must not carry credentials; use mqtt.username with password_file, "
+                    "password_credential or password_env"
+                )
         return urls
 
+    @property
+    def credential_path(self) -> Path | None:
+        """Where the systemd credential named by ``password_credential`` is, if one is named."""
+        if self.password_credential is None:
+            return None
+        base = os.environ.get("CREDENTIALS_DIRECTORY")
+        return Path(base) / self.password_credential if base else None
+
     def password(self) -> str | None:
-        """Read the password from its file or environment variable (never logged)."""
-        if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
+        """Read the password from its file, credential or environment variable (never logged)."""
+        path = self.password_file or self.credential_path
+        if path is not None:
+            return path.read_text(encoding="utf-8").strip()
         if self.password_env is not None:
             return os.environ.get(self.password_env)
         return None
@@ -176,14 +226,15 @@ class OutboxConfig(_Section):
     wal_max_mb: float = Field(16.0, ge=1.0)
     """The write-ahead log is checkpointed and truncated back to this size."""
 
-    def limits(self) -> OutboxLimits:
-        """The limits as the outbox takes them."""
+    def limits(self, retention_s: float | None = None) -> OutboxLimits:
+        """The limits as the outbox takes them (``retention_s`` from ``[privacy]``)."""
         return OutboxLimits(
             max_rows=self.max_rows,
             max_bytes=int(self.max_mb * 1024 * 1024),
             ttl_s=self.ttl_s,
             memory_rows=self.memory_rows,
             wal_max_bytes=int(self.wal_max_mb * 1024 * 1024),
+            retention_s=retention_s,
         )
 
 
@@ -248,6 +299,55 @@ class SensorsConfig(_Section):
     """A measurement is published early only when it moved more than this (its own unit)."""
     beacon_health_interval_s: float = Field(600.0, gt=0)
     """How often a beacon's retained ``beacon_health`` is refreshed."""
+
+
+Policy = Literal["track", "pseudonymous", "count_only", "ignore"]
+
+
+class PolicyConfig(_Section):
+    """``[privacy.policy]``: what is done with unregistered devices, by address class."""
+
+    public: Policy = "pseudonymous"
+    """Public (IEEE-assigned) addresses: fixed for the device's life."""
+    random_static: Policy = "pseudonymous"
+    """Random static addresses: fixed until the device is reset."""
+    resolvable: Policy = "count_only"
+    """Resolvable private addresses (phones): rotate every few minutes."""
+    non_resolvable: Policy = "count_only"
+    """Non-resolvable private addresses."""
+
+
+class PrivacyConfig(_Section):
+    """``[privacy]``: pseudonyms, consent, retention and k-anonymity.
+
+    Policies: ``track`` publishes a device under its own broadcast id where it has one (a
+    beacon id), else under its daily pseudonym; ``pseudonymous`` always under the daily
+    pseudonym; ``count_only`` only in zone occupancy counts; ``ignore`` drops its adverts.
+    Registered devices (``[[devices]]``, ``[[fleets]]``, the consent list) keep their ids."""
+
+    policy: PolicyConfig = PolicyConfig()
+    """Policy per address class."""
+    rotate_at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "00:00"
+    """Local time (``HH:MM``) at which the pseudonym key is replaced each day."""
+    timezone: str = "UTC"
+    """IANA time zone of ``rotate_at`` (e.g. ``Europe/Berlin``)."""
+    consent_file: Path | None = None
+    """Consent list (JSON, written by ``edge-agent consent``); relative paths are inside
+    ``gateway.state_dir``; default ``consent.json`` there."""
+    retention_s: float = Field(86_400.0, ge=1.0)
+    """Buffered events about a device (presence, readings, beacon health) older than this are
+    dropped from the outbox and counted as ``retention``."""
+    k_anonymity: int = Field(3, ge=1, le=100)
+    """Occupancy counts from 1 to k-1 are published as "fewer than k" (1 turns this off)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError("is not a known IANA time zone (e.g. 'Europe/Berlin')") from err
+        return value
 
 
 class HealthConfig(_Section):
@@ -328,6 +428,7 @@ class AgentConfig(_Section):
     presence: PresenceConfig = PresenceConfig()
     sensors: SensorsConfig = SensorsConfig()
     health: HealthConfig = HealthConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     zones: list[ZoneConfig] = Field(default_factory=list)
@@ -338,6 +439,16 @@ class AgentConfig(_Section):
     def outbox_path(self) -> Path:
         """The outbox file, resolved against ``gateway.state_dir``."""
         return self.gateway.state_dir / self.outbox.path
+
+    @property
+    def consent_path(self) -> Path:
+        """The consent list, resolved against ``gateway.state_dir``."""
+        return self.gateway.state_dir / (self.privacy.consent_file or Path("consent.json"))
+
+    @property
+    def control_socket(self) -> Path:
+        """The local control socket (``consent``, ``erase``), in ``gateway.state_dir``."""
+        return self.gateway.state_dir / "control.sock"
 
     @property
     def topic_root(self) -> str:
@@ -585,15 +696,44 @@ def _cross_checks(
         if file is not None and not file.is_file():
             yield issue(("source", key), str(file), "file not found")
     m = cfg.mqtt
-    if m.password_file is not None and m.password_env is not None:
-        yield issue(
-            ("mqtt", "password_env"),
-            m.password_env,
-            "set either password_file or password_env, not both",
-        )
     if m.password_file is not None and not os.access(m.password_file, os.R_OK):
         yield issue(("mqtt", "password_file"), str(m.password_file), "file cannot be read")
     if m.password_env is not None and m.password_env not in os.environ:
         yield issue(("mqtt", "password_env"), m.password_env, "environment variable is not set")
-    if (m.password_file or m.password_env) and not m.username:
+    secrets = [k for k in ("password_file", "password_env", "password_credential") if getattr(m, k)]
+    if len(secrets) > 1:
+        yield issue(("mqtt", secrets[1]), None, f"set only one of {', '.join(secrets)}")
+    if m.password_credential is not None:
+        cred = m.credential_path
+        if cred is None:
+            yield issue(
+                ("mqtt", "password_credential"),
+                m.password_credential,
+                "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
+                f"LoadCredential={m.password_credential}:<file>, or use password_file",
+            )
+        elif not os.access(cred, os.R_OK):
+            yield issue(("mqtt", "password_credential"), m.password_credential, "cannot be read")
+    if secrets and not m.username:
         yield issue(("mqtt", "username"), None, "required when a password is configured")
+    tls = m.tls
+    for key in ("ca_file", "cert_file", "key_file"):
+        file = getattr(tls, key)
+        if file is not None and not os.access(file, os.R_OK):
+            yield issue(("mqtt", "tls", key), str(file), "file cannot be read")
+    if tls.key_file is not None and tls.key_credential is not None:
+        yield issue(("mqtt", "tls", "key_credential"), None, "set key_file or key_credential")
+    has_key = tls.key_file is not None or tls.key_credential is not None
+    if (tls.cert_file is None) != (not has_key):
+        yield issue(
+            ("mqtt", "tls", "cert_file" if tls.cert_file is None else "key_file"),
+            None,
+            "mutual TLS needs both cert_file and key_file (or key_credential)",
+        )
+    uses_tls = any(u.startswith("mqtts://") for u in m.urls)
+    if not uses_tls and (tls.ca_file or tls.cert_file or has_key):
+        yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")
+    try:
+        load_consents(cfg.consent_path)
+    except ConsentError as err:
+        yield issue(("privacy", "consent_file"), str(cfg.consent_path), err.reason)

@@ -61,9 +61,23 @@ class OccupancyPayload(Envelope):
 
     type: Literal["occupancy"]
     zone: str
-    counts: dict[DeviceClassName, int] = Field(description="Devices in the zone by class.")
-    total: int = Field(ge=0)
-    mean_dwell_s: float | None = Field(description="Mean time in the zone of those present.")
+    counts: dict[DeviceClassName, int] = Field(
+        description="Devices in the zone by class; a class with 1 to k-1 devices is left out "
+        "and listed in fewer_than_k instead."
+    )
+    fewer_than_k: list[DeviceClassName] = Field(
+        default_factory=list,
+        description="Classes present with fewer than k devices (k-anonymity): at least one, "
+        "exact number withheld.",
+    )
+    k: int = Field(1, ge=1, description="The k-anonymity threshold in force (1: off).")
+    total: int | None = Field(
+        ge=0, description="Devices in the zone; null when from 1 to k-1 (fewer than k)."
+    )
+    mean_dwell_s: float | None = Field(
+        description="Mean time in the zone of those present; null when nobody is, or fewer "
+        "than k are."
+    )
     window_s: float = Field(gt=0, description="Reporting interval.")
 
 
@@ -133,7 +147,7 @@ class OutboxHealth(BaseModel):
     storage_ok: bool = Field(description="False while commits fail (disk full, I/O error).")
     write_failures: int = Field(ge=0)
     evicted: dict[str, int] = Field(
-        description="Events dropped, by reason:type (full, ttl, disk_full)."
+        description="Events dropped, by reason:type (full, ttl, retention, disk_full, erased)."
     )
     incidents: list[OutboxIncident]
 
@@ -153,6 +167,18 @@ class PublisherHealth(BaseModel):
     rejected: int = Field(ge=0, description="Rows the broker refused (MQTT 5 reason code).")
 
 
+class PrivacyHealth(BaseModel):
+    """The identity stage's side of ``health`` (no device is named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_rotations: int = Field(ge=0, description="Pseudonym keys replaced since start.")
+    ignored_adverts: int = Field(ge=0, description="Adverts dropped by the ignore policy.")
+    count_only_adverts: int = Field(ge=0, description="Adverts from count-only devices.")
+    consents: int = Field(ge=0, description="Devices on the consent list.")
+    erasures: int = Field(ge=0, description="Erase and revoke requests carried out.")
+
+
 class HealthPayload(Envelope):
     """``health``: the agent's own counters."""
 
@@ -170,6 +196,7 @@ class HealthPayload(Envelope):
     reconnects: int
     outbox: OutboxHealth
     publisher: PublisherHealth
+    privacy: PrivacyHealth | None = None
     source: str
     cpu_s: float
     rss_mb: float

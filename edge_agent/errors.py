@@ -76,3 +76,21 @@ class ScenarioError(EdgeAgentError):
         self.path = path
         self.reason = reason
         super().__init__(f"scenario {path}: {reason}")
+
+
+class ConsentError(EdgeAgentError):
+    """The consent list cannot be read, parsed or changed as asked."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"consent list {path}: {reason}")
+
+
+class ControlError(EdgeAgentError):
+    """A command to the running agent over its control socket failed."""
+
+    def __init__(self, socket_path: str, reason: str) -> None:
+        self.socket_path = socket_path
+        self.reason = reason
+        super().__init__(f"control socket {socket_path}: {reason}")

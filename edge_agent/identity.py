@@ -1,18 +1,32 @@
 """Decides what a device is called on the wire. Raw addresses never leave this stage.
 
-Registered devices keep their configured id; beacons keep their beacon id (or their fleet's id);
-everything else gets a keyed pseudonym. The key lives only in memory. (The privacy issue adds
-address classes, policies, daily key rotation and consent on top of this.)
+Registered devices (``[[devices]]``, ``[[fleets]]`` and the consent list) keep their configured
+id. Every other device is handled by the policy of its address class:
+
+- ``track``: published under its own broadcast id where it has one (a beacon id), else under
+  its pseudonym;
+- ``pseudonymous``: published under its pseudonym only;
+- ``count_only``: counted in zone occupancy, never published on its own;
+- ``ignore``: its adverts are dropped here (counted).
+
+A pseudonym is a truncated HMAC-SHA256 of the address (or beacon id) under a key that lives only
+in memory and is replaced every day at ``privacy.rotate_at`` local time, the old key overwritten:
+pseudonyms are stable within a day and cannot be linked across days, not even by us.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from edge_agent.config import AgentConfig
+from edge_agent.consent import Consent, normalise_match
 from edge_agent.models import (
     Advert,
     AltBeaconFrame,
@@ -25,6 +39,63 @@ from edge_agent.models import (
 )
 
 MAX_CACHED = 100_000
+KEY_BYTES = 32
+
+
+class AddressClass(StrEnum):
+    """The kind of Bluetooth address a device advertises from (Core spec, Vol 6, Part B, 1.3)."""
+
+    PUBLIC = "public"
+    RANDOM_STATIC = "random_static"
+    RESOLVABLE = "resolvable"
+    NON_RESOLVABLE = "non_resolvable"
+
+
+class Policy(StrEnum):
+    """What is done with an unregistered device (see the module docstring)."""
+
+    TRACK = "track"
+    PSEUDONYMOUS = "pseudonymous"
+    COUNT_ONLY = "count_only"
+    IGNORE = "ignore"
+
+
+def address_class(address: str, address_type: str) -> AddressClass:
+    """Classify an address: BlueZ says public or random; a random one's two top bits say which.
+
+    ``0b11`` static, ``0b01`` resolvable private, ``0b00`` non-resolvable private; the reserved
+    ``0b10`` is treated as non-resolvable (the strictest default).
+    """
+    if address_type != "random":
+        return AddressClass.PUBLIC
+    try:
+        top = int(address[:2], 16) >> 6
+    except ValueError:
+        return AddressClass.NON_RESOLVABLE
+    if top == 0b11:
+        return AddressClass.RANDOM_STATIC
+    if top == 0b01:
+        return AddressClass.RESOLVABLE
+    return AddressClass.NON_RESOLVABLE
+
+
+def next_rotation(wall: float, rotate_at: str, tz: ZoneInfo) -> float:
+    """The first instant after ``wall`` at which the local clock in ``tz`` reads ``rotate_at``."""
+    hour, minute = (int(p) for p in rotate_at.split(":"))
+    local = datetime.fromtimestamp(wall, tz)
+    cand = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if cand.timestamp() <= wall:
+        cand = (local + timedelta(days=1)).replace(
+            hour=hour, minute=minute, second=0, microsecond=0
+        )
+    return cand.timestamp()
+
+
+def previous_rotation(boundary: float, rotate_at: str, tz: ZoneInfo) -> float:
+    """The rotation one local day before ``boundary`` (23 or 25 hours across a DST change)."""
+    hour, minute = (int(p) for p in rotate_at.split(":"))
+    local = datetime.fromtimestamp(boundary, tz) - timedelta(days=1)
+    return local.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
 
 
 @dataclass(slots=True, frozen=True)
@@ -36,9 +107,23 @@ class DeviceRef:
     kind: DeviceClass
     """What the device is."""
     registered: bool
-    """True for devices named in the configuration (devices and fleets)."""
+    """True for devices named in the configuration or the consent list."""
     tx_power_1m: int | None
     """Configured RSSI at 1 m, overriding what the frame says."""
+    publish: bool = True
+    """False for ``count_only`` devices: tracked for occupancy counts, never published alone."""
+
+
+@dataclass(slots=True)
+class IdentityStats:
+    """Counters of the identity stage (``health.privacy``)."""
+
+    key_rotations: int = 0
+    """Pseudonym keys replaced (one a day, and on a backward clock step over a boundary)."""
+    ignored: int = 0
+    """Adverts dropped by the ``ignore`` policy."""
+    count_only: int = 0
+    """Adverts from ``count_only`` devices."""
 
 
 def beacon_wire_id(frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame) -> str:
@@ -49,64 +134,180 @@ def beacon_wire_id(frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame) -> 
 class Identity:
     """Maps adverts to ``DeviceRef``s; holds the pseudonym key in memory only."""
 
-    def __init__(self, cfg: AgentConfig, key: bytes | None = None) -> None:
-        self._key = key or secrets.token_bytes(32)
-        self._by_address = {d.address.upper(): d for d in cfg.devices if d.address}
-        self._by_beacon = {d.beacon: d for d in cfg.devices if d.beacon}
+    def __init__(
+        self, cfg: AgentConfig, key: bytes | None = None, consents: list[Consent] | None = None
+    ) -> None:
+        pv = cfg.privacy
+        self._devices = cfg.devices
+        self._policy = {
+            AddressClass.PUBLIC: Policy(pv.policy.public),
+            AddressClass.RANDOM_STATIC: Policy(pv.policy.random_static),
+            AddressClass.RESOLVABLE: Policy(pv.policy.resolvable),
+            AddressClass.NON_RESOLVABLE: Policy(pv.policy.non_resolvable),
+        }
+        self._rotate_at = pv.rotate_at
+        self._tz = ZoneInfo(pv.timezone)
+        self._key = bytearray(key or secrets.token_bytes(KEY_BYTES))
+        self._period: tuple[float, float] | None = None  # [start, end) of the key's day
         self._fleets = {f.ibeacon_uuid: f for f in cfg.fleets}
-        self._cache: dict[str, DeviceRef] = {}
+        self._by_address: dict[str, DeviceRef] = {}
+        self._by_beacon: dict[str, DeviceRef] = {}
+        self._cache: dict[str, DeviceRef | None] = {}
         self._address_links: dict[str, DeviceRef] = {}
+        self.stats = IdentityStats()
+        self.set_consents(consents or [])
 
-    def pseudonym(self, address: str) -> str:
-        """Keyed, truncated HMAC-SHA256 of the address: stable while the key lives."""
-        digest = hmac.new(self._key, address.upper().encode(), hashlib.sha256).hexdigest()
+    # ------------------------------------------------------------- registry
+
+    def set_consents(self, consents: list[Consent]) -> None:
+        """Registered devices are the configuration's plus these (replacing earlier ones)."""
+        by_address: dict[str, DeviceRef] = {}
+        by_beacon: dict[str, DeviceRef] = {}
+        for c in consents:
+            ref = DeviceRef(c.id, c.kind, True, None)
+            (by_address if c.is_address else by_beacon)[c.match] = ref
+        for d in self._devices:  # the configuration wins over the consent list
+            ref = DeviceRef(d.id, d.kind, True, d.tx_power_1m_dbm)
+            if d.address:
+                by_address[d.address.upper()] = ref
+            if d.beacon:
+                by_beacon[d.beacon] = ref
+        self._by_address, self._by_beacon = by_address, by_beacon
+        self._clear_caches()
+
+    def registered_ids(self) -> set[str]:
+        """Ids of every registered device (configuration and consent list)."""
+        return {r.id for r in (*self._by_address.values(), *self._by_beacon.values())}
+
+    def ids_for(self, device: str, wall: float) -> set[str]:
+        """Every wire id ``device`` (a wire id, an address or a beacon id) may have right now."""
+        out = {device}
+        try:
+            match = normalise_match(device)
+        except ValueError:
+            return out
+        for table in (self._by_address, self._by_beacon):
+            if match in table:
+                out.add(table[match].id)
+        self._maybe_rotate(wall)
+        out.add(self.pseudonym(match))
+        if not match.startswith(("ibeacon:", "altbeacon:", "eddystone:")):
+            return out
+        out.add(match.replace(":", "-"))  # its id under the ``track`` policy
+        return out
+
+    # ------------------------------------------------------------ pseudonyms
+
+    def pseudonym(self, value: str) -> str:
+        """Keyed, truncated HMAC-SHA256: stable while today's key lives (addresses compare
+        case-insensitively)."""
+        if len(value) == 17 and value[2] == ":":
+            value = value.upper()
+        digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
         return f"p-{digest[:16]}"
 
-    def resolve(self, advert: Advert, frames: list[Frame]) -> DeviceRef:
-        """The device an advert comes from."""
+    def _maybe_rotate(self, wall: float) -> None:
+        period = self._period
+        if period is not None and period[0] <= wall < period[1]:
+            return
+        if period is not None:  # a new day (or the clock went back over a boundary)
+            for i in range(len(self._key)):
+                self._key[i] = 0  # destroy the old key before dropping it
+            self._key = bytearray(secrets.token_bytes(KEY_BYTES))
+            self.stats.key_rotations += 1
+            self._clear_caches()
+        if not math.isfinite(wall):
+            self._period = (-math.inf, math.inf)
+            return
+        end = next_rotation(wall, self._rotate_at, self._tz)
+        start = previous_rotation(end, self._rotate_at, self._tz)
+        self._period = (min(start, wall), end)
+
+    def tick(self, wall: float) -> None:
+        """Rotate the key on time even when no advert arrives."""
+        self._maybe_rotate(wall)
+
+    def forget(self, devices: set[str]) -> None:
+        """Drop cached resolutions to these wire ids (erasure)."""
+        for cache in (self._cache, self._address_links):
+            for key in [k for k, ref in cache.items() if ref is not None and ref.id in devices]:
+                del cache[key]
+
+    def _clear_caches(self) -> None:
+        self._cache.clear()
+        self._address_links.clear()
+
+    # --------------------------------------------------------------- resolve
+
+    def resolve(self, advert: Advert, frames: list[Frame]) -> DeviceRef | None:
+        """The device an advert comes from, or ``None`` when policy says to ignore it."""
+        period = self._period
+        if period is None or not period[0] <= advert.wall < period[1]:
+            self._maybe_rotate(advert.wall)
         address = advert.address
         for frame in frames:
             if isinstance(frame, IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame):
-                ref = self._beacon(frame)
-                if len(self._address_links) > MAX_CACHED:
-                    self._address_links.clear()
-                self._address_links[address] = ref
-                return ref
+                ref = self._beacon(frame, advert)
+                if ref is not None:
+                    if len(self._address_links) > MAX_CACHED:
+                        self._address_links.clear()
+                    self._address_links[address] = ref
+                return self._counted(ref)
         linked = self._address_links.get(address)
         if linked is not None:
-            return linked  # e.g. Eddystone-TLM from a beacon whose UID frame was seen
-        cached = self._cache.get(address)
-        if cached is not None:
-            return cached
-        ref = self._by_address_ref(address, frames)
-        if len(self._cache) > MAX_CACHED:
-            self._cache.clear()
-        self._cache[address] = ref
+            return self._counted(linked)  # e.g. Eddystone-TLM from a beacon whose UID was seen
+        try:
+            ref = self._cache[address]
+        except KeyError:
+            ref = self._by_address_ref(advert, frames)
+            if len(self._cache) > MAX_CACHED:
+                self._cache.clear()
+            self._cache[address] = ref
+        return self._counted(ref)
+
+    def _counted(self, ref: DeviceRef | None) -> DeviceRef | None:
+        if ref is None:
+            self.stats.ignored += 1
+        elif not ref.publish:
+            self.stats.count_only += 1
         return ref
 
-    def _beacon(self, frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame) -> DeviceRef:
+    def _unregistered(
+        self, advert: Advert, kind: DeviceClass, natural: str | None, hashed: str
+    ) -> DeviceRef | None:
+        policy = self._policy[address_class(advert.address, advert.address_type)]
+        if policy is Policy.IGNORE:
+            return None
+        if policy is Policy.TRACK and natural is not None:
+            return DeviceRef(natural, kind, False, None)
+        return DeviceRef(self.pseudonym(hashed), kind, False, None, policy is not Policy.COUNT_ONLY)
+
+    def _beacon(
+        self, frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame, advert: Advert
+    ) -> DeviceRef | None:
         beacon_id = frame.beacon_id
-        ref = self._cache.get(beacon_id)
-        if ref is not None:
-            return ref
-        dev = self._by_beacon.get(beacon_id)
-        if dev is not None:
-            ref = DeviceRef(dev.id, dev.kind, True, dev.tx_power_1m_dbm)
-        elif isinstance(frame, IBeaconFrame) and frame.uuid in self._fleets:
+        key = f"{beacon_id}|{advert.address_type}|{advert.address[:2]}"
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        ref = self._by_beacon.get(beacon_id)
+        if ref is None and isinstance(frame, IBeaconFrame) and frame.uuid in self._fleets:
             fleet = self._fleets[frame.uuid]
             wire = fleet.id_format.format(
                 kind=fleet.kind.value, major=frame.major, minor=frame.minor
             )
             ref = DeviceRef(wire, fleet.kind, True, None)
-        else:
-            ref = DeviceRef(beacon_wire_id(frame), DeviceClass.BEACON, False, None)
-        self._cache[beacon_id] = ref
+        if ref is None:
+            ref = self._unregistered(advert, DeviceClass.BEACON, beacon_wire_id(frame), beacon_id)
+        self._cache[key] = ref
         return ref
 
-    def _by_address_ref(self, address: str, frames: list[Frame]) -> DeviceRef:
-        dev = self._by_address.get(address.upper())
-        if dev is not None:
-            return DeviceRef(dev.id, dev.kind, True, dev.tx_power_1m_dbm)
+    def _by_address_ref(self, advert: Advert, frames: list[Frame]) -> DeviceRef | None:
+        address = advert.address.upper()
+        ref = self._by_address.get(address)
+        if ref is not None:
+            return ref
         is_sensor = any(isinstance(f, BTHomeFrame | RuuviFrame) for f in frames)
         kind = DeviceClass.SENSOR if is_sensor else DeviceClass.UNKNOWN
-        return DeviceRef(self.pseudonym(address), kind, False, None)
+        return self._unregistered(advert, kind, None, address)

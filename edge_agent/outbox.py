@@ -47,6 +47,8 @@ RETRY_S = 1.0
 """While the disk cannot be written, a commit is retried at most this often."""
 CORRUPT = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 _Row = tuple[int, str, str, bytes, int, int, int, float, int]
+PERSONAL_TYPES = ("enter", "update", "exit", "reading", "beacon_health")
+"""Event types about one device, subject to ``retention_s`` (occupancy is an aggregate)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,6 +81,8 @@ class OutboxLimits:
     """Events held in memory while the disk cannot be written."""
     wal_max_bytes: int = 16 * 1024 * 1024
     """The WAL is checkpointed and truncated to this size."""
+    retention_s: float | None = None
+    """Events about a device (``PERSONAL_TYPES``) older than this are dropped (privacy)."""
     max_page_count: int | None = None
     """Hard cap on the database file in pages (``PRAGMA max_page_count``); ``None``: no cap."""
 
@@ -146,7 +150,10 @@ class Outbox:
         self.limits = limits or OutboxLimits()
         self._clock = clock
         self.evicted: Counter[str] = Counter()
-        """Rows dropped, by ``reason:type`` (reasons: ``full``, ``ttl``, ``disk_full``)."""
+        """Rows dropped, by ``reason:type`` (reasons: ``full``, ``ttl``, ``retention``,
+        ``disk_full``, ``erased``)."""
+        self.generation = 0
+        """Bumped whenever rows are erased, so a reader drops what it read ahead."""
         self.incidents: list[Incident] = []
         """Corrupt databases moved aside since start."""
         self.write_failures = 0
@@ -190,6 +197,8 @@ class Outbox:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA journal_size_limit={self.limits.wal_max_bytes}")
+            # Deleted rows are zeroed inside b-tree pages (no extra I/O); erase() goes further.
+            conn.execute("PRAGMA secure_delete=FAST")
             if self.limits.max_page_count is not None:
                 conn.execute(f"PRAGMA max_page_count={self.limits.max_page_count}")
             self.db = sqlite_utils.Database(conn)
@@ -442,19 +451,61 @@ class Outbox:
             self._unacked.update(todo)
 
     def expire(self) -> int:
-        """Drop rows older than ``ttl_s``; returns how many."""
-        cutoff = self._clock() - self.limits.ttl_s
+        """Drop rows older than ``ttl_s``, and events about a device older than ``retention_s``;
+        returns how many."""
+        now = self._clock()
+        n = self._drop_where("created < ?", [now - self.limits.ttl_s], "ttl")
+        if self.limits.retention_s is not None:
+            marks = ", ".join("?" for _ in PERSONAL_TYPES)
+            n += self._drop_where(
+                f"created < ? AND type IN ({marks})",
+                [now - self.limits.retention_s, *PERSONAL_TYPES],
+                "retention",
+            )
+        return n
+
+    def _drop_where(self, where: str, args: list[object], reason: str) -> int:
+        try:
+            seqs = [s for (s,) in self.conn.execute(f"SELECT seq FROM events WHERE {where}", args)]
+        except sqlite3.Error as err:
+            _LOGGER.warning("outbox %s: %s scan failed: %s", self.path, reason, err)
+            return 0
+        if seqs:
+            self._delete(seqs, reason)
+        return len(seqs)
+
+    def erase(self, topics: Iterable[str]) -> int:
+        """Remove every buffered event on these topics (relative to the root), held ones too.
+
+        The deleted rows' bytes are overwritten (``secure_delete``) and the WAL is truncated, so
+        nothing of them is left in the files. Returns how many events went.
+        """
+        wanted = set(topics)
+        before = len(self._held)
+        self._held = deque(ev for ev in self._held if ev.topic not in wanted)
+        gone = before - len(self._held)
+        full = json.dumps([f"{self.root}/{t}" for t in wanted])
+        conn = self.conn
         try:
             seqs = [
                 s
-                for (s,) in self.conn.execute("SELECT seq FROM events WHERE created < ?", (cutoff,))
+                for (s,) in conn.execute(
+                    "SELECT seq FROM events WHERE topic IN (SELECT value FROM json_each(?))",
+                    (full,),
+                )
             ]
+            conn.execute("PRAGMA secure_delete=ON")
+            try:
+                if seqs and not self._delete(seqs, "erased"):
+                    raise OutboxError(str(self.path), "cannot delete the erased events")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.execute("PRAGMA secure_delete=FAST")
         except sqlite3.Error as err:
-            _LOGGER.warning("outbox %s: expiry scan failed: %s", self.path, err)
-            return 0
-        if seqs:
-            self._delete(seqs, "ttl")
-        return len(seqs)
+            raise OutboxError(str(self.path), f"erase failed: {err}") from err
+        self._unacked.difference_update(seqs)
+        self.generation += 1
+        return gone + len(seqs)
 
     def maintain(self) -> None:
         """Periodic upkeep: retry held events, expire old rows, keep the WAL bounded."""

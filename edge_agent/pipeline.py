@@ -70,12 +70,14 @@ class Pipeline:
                 continue
             frames = decode_advert(adv, dstats)
             ref = self.identity.resolve(adv, frames)
+            if ref is None:  # policy: ignore
+                continue
             self._refs[ref.id] = ref
             tx = ref.tx_power_1m
             for frame in frames:
                 if tx is None:
                     tx = tx_power_1m(frame)
-                if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
+                if ref.publish and (ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame)):
                     self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
             slots.append(table.slot(ref.id, adv.receiver))
             ts.append(adv.t)
@@ -83,6 +85,7 @@ class Pipeline:
             txs.append(default_tx if tx is None else tx)
             touched.add(ref.id)
         self.stats.adverts += len(adverts)
+        self.identity.tick(wall)
         table.update(slots, ts, rssis, txs)
         presence = self.presence
         for device in touched:
@@ -112,6 +115,19 @@ class Pipeline:
                 self.sensors.forget(device)
                 del self._refs[device]
                 self.stats.forgotten += 1
+
+    def erase(self, devices: set[str]) -> int:
+        """Forget everything tracked about these wire ids; how many were known."""
+        found = 0
+        for device in devices:
+            known = device in self._refs or device in self.presence.states
+            self.table.forget(device)
+            self.presence.drop(device)
+            self.sensors.erase(device)
+            self._refs.pop(device, None)
+            found += known
+        self.identity.forget(devices)
+        return found
 
     @property
     def devices_tracked(self) -> int:

@@ -35,6 +35,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contract import StatusState
 from edge_agent.errors import PublishError
 from edge_agent.outbox import Outbox, OutboxRow
+from edge_agent.tls import client_context, explain
 
 _LOGGER = logging.getLogger(__name__)
 BACKOFF_MIN_S = 0.5
@@ -108,6 +109,9 @@ class Publisher:
         self._lost = asyncio.Event()
         self._last_in = 0.0
         self.broker: str | None = None
+        tls_urls = any(u.startswith("mqtts://") for u in cfg.mqtt.urls)
+        self._tls = client_context(cfg.mqtt.tls) if tls_urls else None
+        self._mutual = cfg.mqtt.tls.cert_file is not None
 
     # ------------------------------------------------------------------ public
 
@@ -230,8 +234,10 @@ class Publisher:
         self.broker = f"{host}:{port}"
         client = self._new_client()
         if tls:
-            client.tls_set_context(ssl.create_default_context())
+            assert self._tls is not None
+            client.tls_set_context(self._tls)
         connack: asyncio.Future[ReasonCode] = loop.create_future()
+        errors: list[str] = []
         lost = self._lost = asyncio.Event()
         self._inflight.clear()
         self._acked.clear()
@@ -241,7 +247,15 @@ class Publisher:
             if not connack.done():
                 connack.set_result(rc)
 
+        def on_log(_c: Any, _u: Any, level: int, buf: str) -> None:
+            if level == mqtt.MQTT_LOG_ERR:
+                errors.append(buf)
+
         def on_disconnect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            if not connack.done():  # closed before CONNACK: say why (a TLS alert, usually)
+                why = errors[-1] if errors else f"closed before CONNACK ({rc})"
+                reason = explain(why, self._mutual) if tls else why
+                connack.set_exception(PublishError(self.broker or url, reason))
             lost.set()
             self._connected.clear()
             self._wake.set()
@@ -291,6 +305,7 @@ class Publisher:
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
+        client.on_log = on_log
         client.on_publish = on_publish
         client.on_socket_open = on_socket_open
         client.on_socket_close = on_socket_close
@@ -308,11 +323,21 @@ class Publisher:
             client.disconnect()
             _forget(loop, client.socket(), close=True)
             raise PublishError(self.broker, f"no CONNACK within {timeout:g} s") from err
-        except (OSError, ssl.SSLError) as err:
+        except ssl.SSLError as err:
+            _forget(loop, client.socket(), close=True)
+            raise PublishError(self.broker, explain(err, self._mutual)) from err
+        except OSError as err:
+            _forget(loop, client.socket(), close=True)
             raise PublishError(self.broker, f"cannot connect: {err}") from err
+        except PublishError:
+            _forget(loop, client.socket(), close=True)
+            raise
         if rc.is_failure:
             client.disconnect()
-            raise PublishError(self.broker, f"connection refused: {rc}")
+            hint = ""
+            if rc.value in (0x86, 0x87, 4, 5):  # bad user name or password / not authorized
+                hint = "; check mqtt.username and the password (file, credential or variable)"
+            raise PublishError(self.broker, f"connection refused: {rc}{hint}")
         self._client = client
         self._last_in = time.monotonic()
         self._connected.set()
@@ -381,8 +406,12 @@ class Publisher:
         chunk = max(4 * window, 512)
         queue: deque[OutboxRow] = deque()
         inflight = self._inflight
+        generation = self.outbox.generation
         while not lost.is_set() and not self._closing:
             self._wake.clear()
+            if self.outbox.generation != generation:  # rows were erased: read them again
+                generation = self.outbox.generation
+                queue.clear()
             # Acknowledged rows are deleted on every pass, before more is sent: at most
             # ``window`` rows are ever sent and not yet deleted, so at most that many can be sent
             # a second time after a crash or a lost connection. (Holding acks back to batch

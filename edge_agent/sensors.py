@@ -214,3 +214,8 @@ class SensorTracker:
     def forget(self, device: str) -> None:
         """Drop the last reading kept for a device (beacon health keeps registered beacons)."""
         self._readings.pop(device, None)
+
+    def erase(self, device: str) -> None:
+        """Drop everything kept about a device, beacon health included (erasure, revocation)."""
+        self._readings.pop(device, None)
+        self._beacons.pop(device, None)

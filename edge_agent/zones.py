@@ -39,6 +39,7 @@ class PresenceEngine:
         self._zone_of_receiver = {r.id: r.zone for r in cfg.receivers}
         self._radius = {z.id: z.radius_m for z in cfg.zones}
         self._zones = [z.id for z in cfg.zones]
+        self._k = cfg.privacy.k_anonymity
         self.states: dict[str, DeviceState] = {}
         self._next_occupancy: float | None = None
 
@@ -74,7 +75,7 @@ class PresenceEngine:
             st.pending = cand
             st.pending_since = now
             if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
-                out.append(self._event("update", st, st.zone, now, wall))
+                self._emit(out, "update", st, st.zone, now, wall)
                 st.last_update = now
             return
         if cand != st.pending:
@@ -90,17 +91,30 @@ class PresenceEngine:
             )
             if est is not None and held < limit:
                 return
-            out.append(self._event("exit", st, st.zone, now, wall))
+            self._emit(out, "exit", st, st.zone, now, wall)
             st.zone = None
         if cand is not None and held >= self._presence.min_dwell_s:
             st.zone = cand
             st.entered_at = now
             st.last_update = now
-            out.append(self._event("enter", st, cand, now, wall))
+            self._emit(out, "enter", st, cand, now, wall)
 
     def drop(self, device: str) -> None:
         """Forget a device that is in no zone."""
         self.states.pop(device, None)
+
+    def _emit(
+        self,
+        out: list[ContextEvent],
+        kind: str,
+        st: DeviceState,
+        zone: str,
+        now: float,
+        wall: float,
+    ) -> None:
+        """Publish a presence event, unless the device is only counted (``count_only``)."""
+        if st.ref.publish:
+            out.append(self._event(kind, st, zone, now, wall))
 
     def _event(
         self, kind: str, st: DeviceState, zone: str, now: float, wall: float
@@ -154,8 +168,14 @@ class PresenceEngine:
             if st.zone is not None and st.zone in counts:
                 counts[st.zone][st.ref.kind.value] += 1
                 dwell[st.zone].append(now - st.entered_at)
+        k = self._k
         for zone in self._zones:
             d = dwell[zone]
+            total = sum(counts[zone].values())
+            # k-anonymity: a count from 1 to k-1 could single a person out; say "fewer than k".
+            exact = {c.value: n for c in DeviceClass if not 0 < (n := counts[zone][c.value]) < k}
+            hidden = [c.value for c in DeviceClass if 0 < counts[zone][c.value] < k]
+            small = 0 < total < k
             out.append(
                 ContextEvent(
                     topic=f"zone/{zone}/occupancy",
@@ -163,9 +183,11 @@ class PresenceEngine:
                     wall=wall,
                     body={
                         "zone": zone,
-                        "counts": {k.value: counts[zone].get(k.value, 0) for k in DeviceClass},
-                        "total": sum(counts[zone].values()),
-                        "mean_dwell_s": round(sum(d) / len(d), 1) if d else None,
+                        "counts": exact,
+                        "fewer_than_k": hidden,
+                        "k": k,
+                        "total": None if small else total,
+                        "mean_dwell_s": round(sum(d) / len(d), 1) if d and not small else None,
                         "window_s": interval,
                     },
                     retain=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,17 @@ class Received:
 class Watcher:
     """Subscribes (QoS 1) before the agent starts; ``messages`` grows as they arrive."""
 
-    def __init__(self, host: str, port: int, pattern: str, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        pattern: str,
+        *,
+        persistent: bool = False,
+        tls: ssl.SSLContext | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         """``persistent``: a session the broker keeps (with its own persistence, across restarts),
         so that nothing published while the watcher reconnects is missed."""
         self.messages: list[Received] = []
@@ -33,6 +44,10 @@ class Watcher:
             clean_session=not persistent,
         )
         self.client.reconnect_delay_set(1, 2)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, *_: c.subscribe(pattern, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message

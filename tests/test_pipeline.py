@@ -107,14 +107,43 @@ def test_zone_change_needs_min_dwell(write_config: Callable[[str], Path]) -> Non
 
 
 def test_occupancy_is_retained_and_counts_by_class(write_config: Callable[[str], Path]) -> None:
-    p = Pipeline(_cfg(write_config))
+    p = Pipeline(load_config(write_config(CONFIG + "\n[privacy]\nk_anonymity = 1\n")))
     adverts = [_cart(i * 0.5, "rx-a", -62) for i in range(140)]
     occ = [e for e in _run(p, adverts, 65.0) if e.type == "occupancy"]
     assert [e.body["zone"] for e in occ] == ["a", "b", "a", "b"]
     assert all(e.retain for e in occ)
     last_a = occ[2].body
     assert last_a["counts"]["cart"] == 1 and last_a["total"] == 1 and last_a["window_s"] == 30.0
+    assert last_a["fewer_than_k"] == [] and last_a["k"] == 1
     assert occ[3].body["total"] == 0 and occ[3].body["mean_dwell_s"] is None
+
+
+def test_occupancy_below_k_is_published_as_fewer_than_k(
+    write_config: Callable[[str], Path],
+) -> None:
+    p = Pipeline(_cfg(write_config))  # default k = 3
+    three = [
+        Advert(
+            f"C1:00:00:00:00:0{m}",
+            -62,
+            i * 0.5 + m * 0.01,
+            1.7e9 + i * 0.5,
+            "rx-a",
+            "random",
+            manufacturer_data={0x004C: encode_ibeacon(IBeaconFrame(UUID, 1, m, -59))},
+        )
+        for i in range(140)
+        for m in (1, 2, 3)
+    ]
+    one_b = [_cart(i * 0.5 + 0.2, "rx-b", -62) for i in range(140)]
+    events = _run(p, sorted(three + one_b, key=lambda a: a.t), 65.0)
+    occ = {e.body["zone"]: e.body for e in events if e.type == "occupancy"}
+    assert occ["a"]["counts"]["cart"] == 3 and occ["a"]["total"] == 3
+    assert occ["a"]["fewer_than_k"] == [] and occ["a"]["mean_dwell_s"] is not None
+    b = occ["b"]
+    assert "cart" not in b["counts"] and b["fewer_than_k"] == ["cart"] and b["k"] == 3
+    assert b["total"] is None and b["mean_dwell_s"] is None
+    assert b["counts"]["staff"] == 0  # zero singles nobody out: published as is
 
 
 def _fridge(t: float, temp: float, packet: int) -> Advert:
@@ -162,7 +191,9 @@ def test_malformed_and_impossible_are_counted_and_skipped(
 def test_unregistered_devices_get_a_pseudonym(write_config: Callable[[str], Path]) -> None:
     cfg = _cfg(write_config)
     p = Pipeline(cfg, identity=Identity(cfg, key=b"\x01" * 32))
-    adverts = [Advert("5A:11:22:33:44:55", -60, i * 0.2, i * 0.2, "rx-a") for i in range(30)]
+    adverts = [
+        Advert("5A:11:22:33:44:55", -60, i * 0.2, 1.7e9 + i * 0.2, "rx-a") for i in range(30)
+    ]
     events = _run(p, adverts, 6.0)
     enter = next(e for e in events if e.type == "enter")
     device = enter.body["device"]
