@@ -106,7 +106,6 @@ class Agent:
         self._rate_mark = (time.monotonic(), 0, 0)
         self._control_n = 0
         self._expire_at = 0.0
-        self._last_wall = time.time()
         self.erasures = 0
 
     # ---------------------------------------------------------------- control
@@ -214,7 +213,7 @@ class Agent:
     def erase(self, device: str) -> dict[str, int | bool]:
         """Remove everything buffered and tracked for ``device`` (a wire id, an address or a
         beacon id), and clear its retained beacon health at the broker. Returns the counts."""
-        ids = self.pipeline.identity.ids_for(device, self._last_wall)
+        ids = self.pipeline.identity.ids_for(device)
         topics = [t for d in ids for t in device_topics(d)]
         removed = self.outbox.erase(topics)
         tracked = self.pipeline.erase(ids)
@@ -403,7 +402,9 @@ class Agent:
         box = self.outbox
         if mono >= self._expire_at:
             box.maintain()
-            self._expire_at = mono + EXPIRE_EVERY_S
+            # Retention is kept to within a quarter of its span (at most a minute late).
+            every = min(EXPIRE_EVERY_S, max(MAINTAIN_EVERY_S, self.cfg.privacy.retention_s / 4))
+            self._expire_at = mono + every
         elif box.held or not box.storage_ok:
             box.append(())
         else:
@@ -442,7 +443,7 @@ class Agent:
 
     def _run_tick(self, now: float) -> None:
         batch, self._batch = self._batch, []
-        wall = self._last_wall = self.source.wall_at(now)
+        wall = self.source.wall_at(now)
         events = self.pipeline.process(batch, now, wall)
         if events:
             self.outbox.append(events)

@@ -105,7 +105,7 @@ def _erase_offline(cfg: AgentConfig, device: str) -> int:
     from edge_agent.identity import Identity
     from edge_agent.outbox import Outbox
 
-    ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device, time.time())
+    ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device)
     box = Outbox(cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=cfg.outbox.limits())
     try:
         return box.erase([t for d in ids for t in device_topics(d)])

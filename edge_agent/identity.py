@@ -179,8 +179,8 @@ class Identity:
         """Ids of every registered device (configuration and consent list)."""
         return {r.id for r in (*self._by_address.values(), *self._by_beacon.values())}
 
-    def ids_for(self, device: str, wall: float) -> set[str]:
-        """Every wire id ``device`` (a wire id, an address or a beacon id) may have right now."""
+    def ids_for(self, device: str) -> set[str]:
+        """Every wire id ``device`` (a wire id, an address or a beacon id) may have today."""
         out = {device}
         try:
             match = normalise_match(device)
@@ -189,7 +189,6 @@ class Identity:
         for table in (self._by_address, self._by_beacon):
             if match in table:
                 out.add(table[match].id)
-        self._maybe_rotate(wall)
         out.add(self.pseudonym(match))
         if not match.startswith(("ibeacon:", "altbeacon:", "eddystone:")):
             return out
@@ -223,9 +222,17 @@ class Identity:
         start = previous_rotation(end, self._rotate_at, self._tz)
         self._period = (min(start, wall), end)
 
-    def tick(self, wall: float) -> None:
-        """Rotate the key on time even when no advert arrives."""
+    @property
+    def key_until(self) -> float:
+        """When today's key is to be replaced (-inf before the first advert or tick)."""
+        return -math.inf if self._period is None else self._period[1]
+
+    def tick(self, wall: float) -> bool:
+        """Replace the key when ``wall`` is past its day (or before it: the clock stepped
+        back). True when it was replaced, so every pseudonym made with the old one is void."""
+        before = self.stats.key_rotations
         self._maybe_rotate(wall)
+        return self.stats.key_rotations != before
 
     def forget(self, devices: set[str]) -> None:
         """Drop cached resolutions to these wire ids (erasure)."""
@@ -241,8 +248,7 @@ class Identity:
 
     def resolve(self, advert: Advert, frames: list[Frame]) -> DeviceRef | None:
         """The device an advert comes from, or ``None`` when policy says to ignore it."""
-        period = self._period
-        if period is None or not period[0] <= advert.wall < period[1]:
+        if self._period is None:
             self._maybe_rotate(advert.wall)
         address = advert.address
         for frame in frames:

@@ -53,13 +53,40 @@ class Pipeline:
         self._next_sweep = 0.0
 
     def process(self, adverts: list[Advert], now: float, wall: float) -> list[ContextEvent]:
-        """One tick: every advert received before ``now`` (source clock), then timers at ``now``."""
+        """One tick: every advert received before ``now`` (source clock), then timers at ``now``.
+
+        When the pseudonym key's day ends inside the tick, the tick is cut there: the adverts
+        before the boundary are processed under the old key, then the key is replaced and
+        every pseudonymous device leaves, then the rest follow under the new key.
+        """
         out: list[ContextEvent] = []
+        identity = self.identity
+        until = identity.key_until
+        if adverts and (adverts[-1].wall >= until or adverts[0].wall >= until):
+            cut = next(i for i, a in enumerate(adverts) if a.wall >= until or i == len(adverts) - 1)
+            boundary = adverts[cut]
+            if boundary.wall >= until:
+                if cut:
+                    self._tick(adverts[:cut], boundary.t, boundary.wall, out)
+                if identity.tick(boundary.wall):
+                    self._new_key_day(boundary.t, boundary.wall, out)
+                adverts = adverts[cut:]
+        self._tick(adverts, now, wall, out)
+        if identity.tick(wall):  # a quiet tick across the boundary, or the clock stepped back
+            self._new_key_day(now, wall, out)
+        self.stats.ticks += 1
+        self.stats.events += len(out)
+        return out
+
+    def _tick(
+        self, adverts: list[Advert], now: float, wall: float, out: list[ContextEvent]
+    ) -> None:
         slots: list[int] = []
         ts: list[float] = []
         rssis: list[float] = []
         txs: list[float] = []
         touched: set[str] = set()
+        identity = self.identity
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         table = self.table
         dstats = self.decode_stats
@@ -69,7 +96,7 @@ class Pipeline:
                 self.stats.rejected_rssi += 1
                 continue
             frames = decode_advert(adv, dstats)
-            ref = self.identity.resolve(adv, frames)
+            ref = identity.resolve(adv, frames)
             if ref is None:  # policy: ignore
                 continue
             self._refs[ref.id] = ref
@@ -85,7 +112,6 @@ class Pipeline:
             txs.append(default_tx if tx is None else tx)
             touched.add(ref.id)
         self.stats.adverts += len(adverts)
-        self.identity.tick(wall)
         table.update(slots, ts, rssis, txs)
         presence = self.presence
         for device in touched:
@@ -97,9 +123,6 @@ class Pipeline:
         self.sensors.beacon_health(now, wall, out)
         if now >= self._next_sweep:
             self._sweep(now)
-        self.stats.ticks += 1
-        self.stats.events += len(out)
-        return out
 
     def _sweep(self, now: float) -> None:
         """Forget devices gone for long, so memory follows the devices present."""
@@ -115,6 +138,17 @@ class Pipeline:
                 self.sensors.forget(device)
                 del self._refs[device]
                 self.stats.forgotten += 1
+
+    def _new_key_day(self, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """The pseudonym key was replaced: every device known by a pseudonym leaves (``exit``
+        under its old id) and is forgotten, so nothing links it to its new pseudonym."""
+        for device, ref in list(self._refs.items()):
+            if ref.registered:
+                continue
+            self.presence.close(device, now, wall, out)
+            self.table.forget(device)
+            self.sensors.erase(device)
+            del self._refs[device]
 
     def erase(self, devices: set[str]) -> int:
         """Forget everything tracked about these wire ids; how many were known."""

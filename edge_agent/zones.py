@@ -99,6 +99,12 @@ class PresenceEngine:
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
 
+    def close(self, device: str, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """End a device's presence now (``exit`` if it is in a zone) and forget it."""
+        st = self.states.pop(device, None)
+        if st is not None and st.zone is not None:
+            self._emit(out, "exit", st, st.zone, now, wall)
+
     def drop(self, device: str) -> None:
         """Forget a device that is in no zone."""
         self.states.pop(device, None)
