@@ -40,6 +40,7 @@ BEACON_PATTERN = (
     r"|eddystone:[0-9a-f]{20}:[0-9a-f]{12})$"
 )
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 _PATTERN_MESSAGES = {
     SEGMENT_PATTERN: "must be 1–64 lowercase letters, digits, '-' or '_', starting with a "
@@ -50,6 +51,7 @@ _PATTERN_MESSAGES = {
     BEACON_PATTERN: "must be a beacon id: 'ibeacon:<uuid>:<major>:<minor>', "
     "'altbeacon:<40 hex digits>' or 'eddystone:<namespace>:<instance>'",
     ENV_PATTERN: "must be an environment variable name",
+    TIME_PATTERN: "must be a time of day 'HH:MM' (00:00 to 23:59)",
     r"^hci\d{1,2}$": "must be a BlueZ adapter name like 'hci0'",
 }
 
@@ -327,7 +329,7 @@ class PrivacyConfig(_Section):
 
     policy: PolicyConfig = PolicyConfig()
     """Policy per address class."""
-    rotate_at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "00:00"
+    rotate_at: Annotated[str, Field(pattern=TIME_PATTERN)] = "00:00"
     """Local time (``HH:MM``) at which the pseudonym key is replaced each day."""
     timezone: str = "UTC"
     """IANA time zone of ``rotate_at`` (e.g. ``Europe/Berlin``)."""
@@ -640,13 +642,28 @@ def _issue_from_error(
 ) -> ConfigIssue:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     missing = err["type"] == "missing"
+    value = None if missing else err.get("input")
+    if loc[:2] == ("mqtt", "urls"):  # a URL may carry a password: never echo it
+        value = _redact_urls(value)
     return ConfigIssue(
         path=_dotted(loc),
-        message=_message(err, _fields_at(loc)),
-        value=None if missing else err.get("input"),
+        message=_redact_urls(_message(err, _fields_at(loc))),
+        value=value,
         line=_line_for(loc, lines),
         has_value=not missing,
     )
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s']*@")
+
+
+def _redact_urls(value: Any) -> Any:
+    """URLs with ``user:password@`` shown as ``***@``."""
+    if isinstance(value, str):
+        return _USERINFO.sub("***@", value)
+    if isinstance(value, list):
+        return [_redact_urls(v) for v in value]
+    return value
 
 
 def _duplicates(ids: list[str]) -> list[int]:

@@ -122,6 +122,41 @@ BAD_CASES = [
             "(at line 23, column 6)"
         ],
     ),
+    (  # 18: a password in a broker URL: rejected, and never echoed
+        MINIMAL + '\n[mqtt]\nurls = ["mqtts://gw:hunter2@broker:8883"]\n',
+        [
+            "agent.toml:24: mqtt.urls = ['mqtts://***@broker:8883']: must not carry credentials; "
+            "use mqtt.username with password_file, password_credential or password_env"
+        ],
+    ),
+    (  # 19: a credential outside systemd
+        MINIMAL + '\n[mqtt]\nusername = "gw"\npassword_credential = "mqtt-password"\n',
+        [
+            "agent.toml:25: mqtt.password_credential = 'mqtt-password': $CREDENTIALS_DIRECTORY "
+            "is not set: run under systemd with LoadCredential=mqtt-password:<file>, or use "
+            "password_file"
+        ],
+    ),
+    (  # 20: mutual TLS half configured
+        MINIMAL + '\n[mqtt]\nurls = ["mqtts://b:8883"]\n[mqtt.tls]\ncert_file = "agent.toml"\n',
+        [
+            "agent.toml:25: mqtt.tls.key_file: mutual TLS needs both cert_file and key_file "
+            "(or key_credential)"
+        ],
+    ),
+    (  # 21: privacy: an unknown time zone, a bad time of day, an unknown policy
+        MINIMAL
+        + '\n[privacy]\ntimezone = "Mars/Olympus"\nrotate_at = "24:00"\n'
+        + 'policy = { resolvable = "track_everyone" }\n',
+        [
+            "agent.toml:26: privacy.policy.resolvable = 'track_everyone': must be one of "
+            "'track', 'pseudonymous', 'count_only' or 'ignore'",
+            "agent.toml:25: privacy.rotate_at = '24:00': must be a time of day 'HH:MM' "
+            "(00:00 to 23:59)",
+            "agent.toml:24: privacy.timezone = 'Mars/Olympus': is not a known IANA time zone "
+            "(e.g. 'Europe/Berlin')",
+        ],
+    ),
 ]
 
 
