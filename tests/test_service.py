@@ -66,7 +66,6 @@ def test_unit_hardening_settings() -> None:
         "RestrictRealtime",
         "RestrictSUIDSGID",
         "LockPersonality",
-        "PrivateUsers",
     ):
         assert svc[key] == "yes", key
     assert svc["ProtectSystem"] == "strict" and svc["ProtectHome"] == "yes"
