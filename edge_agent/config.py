@@ -191,6 +191,11 @@ class MqttConfig(_Section):
         return urls
 
     @property
+    def uses_tls(self) -> bool:
+        """True when any broker URL is ``mqtts://``."""
+        return any(u.startswith("mqtts://") for u in self.urls)
+
+    @property
     def credential_path(self) -> Path | None:
         """Where the systemd credential named by ``password_credential`` is, if one is named."""
         if self.password_credential is None:
@@ -747,8 +752,7 @@ def _cross_checks(
             None,
             "mutual TLS needs both cert_file and key_file (or key_credential)",
         )
-    uses_tls = any(u.startswith("mqtts://") for u in m.urls)
-    if not uses_tls and (tls.ca_file or tls.cert_file or has_key):
+    if not m.uses_tls and (tls.ca_file or tls.cert_file or has_key):
         yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")
     try:
         load_consents(cfg.consent_path)

@@ -79,23 +79,22 @@ def address_class(address: str, address_type: str) -> AddressClass:
     return AddressClass.NON_RESOLVABLE
 
 
+def _at(local: datetime, rotate_at: str) -> float:
+    """``local``'s day at the clock time ``rotate_at`` (``HH:MM``), as epoch seconds."""
+    hour, minute = (int(p) for p in rotate_at.split(":"))
+    return local.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+
+
 def next_rotation(wall: float, rotate_at: str, tz: ZoneInfo) -> float:
     """The first instant after ``wall`` at which the local clock in ``tz`` reads ``rotate_at``."""
-    hour, minute = (int(p) for p in rotate_at.split(":"))
     local = datetime.fromtimestamp(wall, tz)
-    cand = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if cand.timestamp() <= wall:
-        cand = (local + timedelta(days=1)).replace(
-            hour=hour, minute=minute, second=0, microsecond=0
-        )
-    return cand.timestamp()
+    today = _at(local, rotate_at)
+    return today if today > wall else _at(local + timedelta(days=1), rotate_at)
 
 
 def previous_rotation(boundary: float, rotate_at: str, tz: ZoneInfo) -> float:
     """The rotation one local day before ``boundary`` (23 or 25 hours across a DST change)."""
-    hour, minute = (int(p) for p in rotate_at.split(":"))
-    local = datetime.fromtimestamp(boundary, tz) - timedelta(days=1)
-    return local.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+    return _at(datetime.fromtimestamp(boundary, tz) - timedelta(days=1), rotate_at)
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,9 +125,9 @@ class IdentityStats:
     """Adverts from ``count_only`` devices."""
 
 
-def beacon_wire_id(frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame) -> str:
-    """Topic-safe id of an unregistered beacon."""
-    return frame.beacon_id.replace(":", "-")
+def beacon_wire_id(beacon_id: str) -> str:
+    """Topic-safe id of an unregistered beacon (under the ``track`` policy)."""
+    return beacon_id.replace(":", "-")
 
 
 class Identity:
@@ -192,7 +191,7 @@ class Identity:
         out.add(self.pseudonym(match))
         if not match.startswith(("ibeacon:", "altbeacon:", "eddystone:")):
             return out
-        out.add(match.replace(":", "-"))  # its id under the ``track`` policy
+        out.add(beacon_wire_id(match))
         return out
 
     # ------------------------------------------------------------ pseudonyms
@@ -305,7 +304,9 @@ class Identity:
             )
             ref = DeviceRef(wire, fleet.kind, True, None)
         if ref is None:
-            ref = self._unregistered(advert, DeviceClass.BEACON, beacon_wire_id(frame), beacon_id)
+            ref = self._unregistered(
+                advert, DeviceClass.BEACON, beacon_wire_id(beacon_id), beacon_id
+            )
         self._cache[key] = ref
         return ref
 

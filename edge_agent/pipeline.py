@@ -62,15 +62,14 @@ class Pipeline:
         out: list[ContextEvent] = []
         identity = self.identity
         until = identity.key_until
-        if adverts and (adverts[-1].wall >= until or adverts[0].wall >= until):
-            cut = next(i for i, a in enumerate(adverts) if a.wall >= until or i == len(adverts) - 1)
+        if adverts and max(adverts[0].wall, adverts[-1].wall) >= until:
+            cut = next(i for i, a in enumerate(adverts) if a.wall >= until)
             boundary = adverts[cut]
-            if boundary.wall >= until:
-                if cut:
-                    self._tick(adverts[:cut], boundary.t, boundary.wall, out)
-                if identity.tick(boundary.wall):
-                    self._new_key_day(boundary.t, boundary.wall, out)
-                adverts = adverts[cut:]
+            if cut:
+                self._tick(adverts[:cut], boundary.t, boundary.wall, out)
+            if identity.tick(boundary.wall):
+                self._new_key_day(boundary.t, boundary.wall, out)
+            adverts = adverts[cut:]
         self._tick(adverts, now, wall, out)
         if identity.tick(wall):  # a quiet tick across the boundary, or the clock stepped back
             self._new_key_day(now, wall, out)
@@ -146,20 +145,21 @@ class Pipeline:
             if ref.registered:
                 continue
             self.presence.close(device, now, wall, out)
-            self.table.forget(device)
-            self.sensors.erase(device)
-            del self._refs[device]
+            self._drop(device)
+
+    def _drop(self, device: str) -> None:
+        """Forget a device's signal, sensor and beacon state (not its presence)."""
+        self.table.forget(device)
+        self.sensors.erase(device)
+        self._refs.pop(device, None)
 
     def erase(self, devices: set[str]) -> int:
         """Forget everything tracked about these wire ids; how many were known."""
         found = 0
         for device in devices:
-            known = device in self._refs or device in self.presence.states
-            self.table.forget(device)
+            found += device in self._refs or device in self.presence.states
             self.presence.drop(device)
-            self.sensors.erase(device)
-            self._refs.pop(device, None)
-            found += known
+            self._drop(device)
         self.identity.forget(devices)
         return found
 

@@ -109,8 +109,7 @@ class Publisher:
         self._lost = asyncio.Event()
         self._last_in = 0.0
         self.broker: str | None = None
-        tls_urls = any(u.startswith("mqtts://") for u in cfg.mqtt.urls)
-        self._tls = client_context(cfg.mqtt.tls) if tls_urls else None
+        self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
 
     # ------------------------------------------------------------------ public
