@@ -30,6 +30,14 @@ _BEACON = re.compile(
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
+BEACON_PREFIXES = ("ibeacon:", "altbeacon:", "eddystone:")
+
+
+def is_address(match: str) -> bool:
+    """True when a normalised match is a Bluetooth address, False for a beacon id."""
+    return not match.startswith(BEACON_PREFIXES)
+
+
 @dataclass(slots=True, frozen=True)
 class Consent:
     """One consenting device."""
@@ -46,7 +54,7 @@ class Consent:
     @property
     def is_address(self) -> bool:
         """True when ``match`` is a Bluetooth address."""
-        return not self.match.startswith(("ibeacon:", "altbeacon:", "eddystone:"))
+        return is_address(self.match)
 
 
 def normalise_match(value: str) -> str:

@@ -26,7 +26,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from edge_agent.config import AgentConfig
-from edge_agent.consent import Consent, normalise_match
+from edge_agent.consent import Consent, is_address, normalise_match
 from edge_agent.models import (
     Advert,
     AltBeaconFrame,
@@ -174,24 +174,21 @@ class Identity:
         self._by_address, self._by_beacon = by_address, by_beacon
         self._clear_caches()
 
-    def registered_ids(self) -> set[str]:
-        """Ids of every registered device (configuration and consent list)."""
-        return {r.id for r in (*self._by_address.values(), *self._by_beacon.values())}
-
     def ids_for(self, device: str) -> set[str]:
-        """Every wire id ``device`` (a wire id, an address or a beacon id) may have today."""
-        out = {device}
+        """Every wire id ``device`` (a wire id, an address or a beacon id) may have today.
+
+        An address or beacon id given is never returned itself: these ids become topics.
+        """
         try:
             match = normalise_match(device)
         except ValueError:
-            return out
+            return {device}  # already a wire id
+        out = {self.pseudonym(match)}
         for table in (self._by_address, self._by_beacon):
             if match in table:
                 out.add(table[match].id)
-        out.add(self.pseudonym(match))
-        if not match.startswith(("ibeacon:", "altbeacon:", "eddystone:")):
-            return out
-        out.add(beacon_wire_id(match))
+        if not is_address(match):
+            out.add(beacon_wire_id(match))
         return out
 
     # ------------------------------------------------------------ pseudonyms
