@@ -318,19 +318,13 @@ class Publisher:
                     None, lambda: client.connect(host, port, self.cfg.mqtt.keepalive_s)
                 )
                 rc = await connack
-        except TimeoutError as err:
-            client.disconnect()
+        except (OSError, PublishError) as err:  # TimeoutError and ssl.SSLError are OSErrors
+            if isinstance(err, TimeoutError):
+                client.disconnect()
             _forget(loop, client.socket(), close=True)
-            raise PublishError(self.broker, f"no CONNACK within {timeout:g} s") from err
-        except ssl.SSLError as err:
-            _forget(loop, client.socket(), close=True)
-            raise PublishError(self.broker, explain(err, self._mutual)) from err
-        except OSError as err:
-            _forget(loop, client.socket(), close=True)
-            raise PublishError(self.broker, f"cannot connect: {err}") from err
-        except PublishError:
-            _forget(loop, client.socket(), close=True)
-            raise
+            if isinstance(err, PublishError):
+                raise
+            raise self._connect_error(err, timeout) from err
         if rc.is_failure:
             client.disconnect()
             hint = ""
@@ -359,6 +353,15 @@ class Publisher:
                 client.disconnect()
         if not self._closing:
             raise PublishError(self.broker, "connection lost")
+
+    def _connect_error(self, err: OSError, timeout: float) -> PublishError:
+        """A failed connection attempt in words that say what to check."""
+        broker = self.broker or "?"
+        if isinstance(err, TimeoutError):
+            return PublishError(broker, f"no CONNACK within {timeout:g} s")
+        if isinstance(err, ssl.SSLError):
+            return PublishError(broker, explain(err, self._mutual))
+        return PublishError(broker, f"cannot connect: {err}")
 
     async def _misc_loop(self, client: mqtt.Client, lost: asyncio.Event) -> None:
         """paho's keepalive (PINGREQ) and our own check that the broker still talks to us."""
