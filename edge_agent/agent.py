@@ -443,8 +443,7 @@ class Agent:
 
     def _run_tick(self, now: float) -> None:
         batch, self._batch = self._batch, []
-        wall = self.source.wall_at(now)
-        events = self.pipeline.process(batch, now, wall)
+        events = self.pipeline.process(batch, now, self.source.wall_at(now))
         if events:
             self.outbox.append(events)
             self.publisher.wake()
