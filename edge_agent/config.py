@@ -26,7 +26,6 @@ from pydantic import (
     field_validator,
 )
 
-from edge_agent.consent import load_consents
 from edge_agent.errors import ConfigError, ConfigIssue, ConsentError
 from edge_agent.models import DeviceClass
 from edge_agent.outbox import OutboxLimits
@@ -754,6 +753,8 @@ def _cross_checks(
         )
     if not m.uses_tls and (tls.ca_file or tls.cert_file or has_key):
         yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")
+    from edge_agent.consent import load_consents  # it uses this module's patterns
+
     try:
         load_consents(cfg.consent_path)
     except ConsentError as err:

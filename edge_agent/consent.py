@@ -18,16 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.config import BEACON_PATTERN, SEGMENT_PATTERN
 from edge_agent.errors import ConsentError
 from edge_agent.models import DeviceClass
 
 FORMAT_VERSION = 1
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
-_BEACON = re.compile(
-    r"^(ibeacon:[0-9a-f-]{36}:\d{1,5}:\d{1,5}|altbeacon:[0-9a-f]{40}"
-    r"|eddystone:[0-9a-f]{20}:[0-9a-f]{12})$"
-)
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")  # also without separators
+_BEACON = re.compile(BEACON_PATTERN)
+_ID = re.compile(SEGMENT_PATTERN)
 
 
 BEACON_PREFIXES = ("ibeacon:", "altbeacon:", "eddystone:")
