@@ -16,7 +16,7 @@ from edge_agent.broker import LocalMosquitto, free_port
 from firmware_sim.store import StoreSim, load_scenario, simulate
 from tests.conftest import CONFIG_DIR
 from tests.mqtt_watch import Watcher
-from tests.test_faults import StderrTail
+from tests.test_faults import StderrTail, wait_for_health, wait_until
 from tests.test_integration import ROOT_TOPIC, check_messages, committed, run_agent, sim_config
 
 MIDNIGHT = datetime(2026, 11, 24, tzinfo=UTC).timestamp()
@@ -93,7 +93,7 @@ def test_no_address_leaves_and_pseudonyms_change_at_midnight(tmp_path: Path) -> 
             second = run_agent(cfg2, "--log-level", "DEBUG")
             got = watcher.settle()
         finally:
-            watcher.client.disconnect()
+            watcher.close()
     check_messages([m for m in got if m.topic.startswith(ROOT_TOPIC)], committed(tmp_path)[0])
 
     spec = load_scenario(tmp_path / "store.toml")
@@ -152,15 +152,6 @@ def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _wait(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
-
-
 def _running_agent(cfg: Path) -> tuple[subprocess.Popen[str], StderrTail]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
@@ -170,7 +161,7 @@ def _running_agent(cfg: Path) -> tuple[subprocess.Popen[str], StderrTail]:
     )
     tail = StderrTail(proc)
     sock = cfg.parent / "state" / "control.sock"
-    _wait(lambda: sock.exists())
+    wait_until(sock.exists, 60, "control socket")
     return proc, tail
 
 
@@ -185,7 +176,7 @@ def test_consent_and_revoke_in_the_running_agent(tmp_path: Path) -> None:
         out = _cli(cfg, "consent", "add", "a4:c1:38:00:00:01", "--id", "fridge-consented",
                    "--kind", "sensor").stdout  # fmt: skip
         assert "applied by the running agent" in out
-        _wait(lambda: len(_outbox_rows(tmp_path, "fridge-consented")) >= 2)
+        wait_until(lambda: len(_outbox_rows(tmp_path, "fridge-consented")) >= 2, 60, "rows")
         listed = _cli(cfg, "consent", "list").stdout
         assert "fridge-consented" in listed and "A4:C1:38" not in listed.upper()
         out = _cli(cfg, "consent", "revoke", "fridge-consented").stdout
@@ -207,7 +198,7 @@ def test_erase_live_then_offline_leaves_no_trace(tmp_path: Path) -> None:
     cfg = sim_config(tmp_path, dead, speed=5.0, duration=None)
     proc, tail = _running_agent(cfg)
     try:
-        _wait(lambda: len(_outbox_rows(tmp_path, "staff-ana")) >= 1)
+        wait_until(lambda: len(_outbox_rows(tmp_path, "staff-ana")) >= 1, 60, "rows")
         erased_at = time.time()
         out = _cli(cfg, "erase", "staff-ana").stdout
         assert out.startswith("erased: ") and "1 tracked device(s) forgotten" in out
@@ -252,11 +243,10 @@ def test_retention_drops_old_personal_events_and_counts_them(tmp_path: Path) -> 
         with LocalMosquitto(port=port) as broker:
             watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/health")
             try:
-                _wait(lambda: any(json.loads(m.payload)["outbox"]["evicted"]
-                                  for m in list(watcher.messages)))  # fmt: skip
+                wait_for_health(watcher, lambda h: bool(h["outbox"]["evicted"]), 60)
                 evicted = json.loads(watcher.messages[-1].payload)["outbox"]["evicted"]
             finally:
-                watcher.client.disconnect()
+                watcher.close()
     finally:
         proc.terminate()
         proc.wait(30)

@@ -114,7 +114,7 @@ def test_mutual_tls_delivers_through_the_shipped_acl(
         run_agent(cfg)
         got = platform.settle()
     finally:
-        platform.client.disconnect()
+        platform.close()
     topics = {m.topic.removeprefix(ROOT_TOPIC + "/").split("/")[0] for m in got}
     assert {"status", "presence", "zone", "sensor"} <= topics, topics
 
@@ -152,7 +152,7 @@ def test_acl_confines_a_gateway_to_its_own_root(pki: Pki, mtls_broker: LocalMosq
         other_root = _publish_v5(gw, mtls_broker.port, "elsewhere/x")
         got = platform.settle(quiet_s=0.5)
     finally:
-        platform.client.disconnect()
+        platform.close()
     assert inside == 0
     assert other_gw == other_root == 135  # MQTT 5 "Not authorized"
     assert [m.topic for m in got if "acl-probe" in m.topic or "gw-other" in m.topic] == [
@@ -245,7 +245,7 @@ def test_password_from_systemd_credential_never_shows(
             check=True,
         )
     finally:
-        observer.client.disconnect()
+        observer.close()
         os.environ.pop("CREDENTIALS_DIRECTORY", None)
     assert any(m.topic.endswith("/status") for m in got) and len(got) > 20
     assert "password_credential" in shown.stdout
