@@ -204,6 +204,7 @@ class Agent:
                 rejected=ps.rejected,
             ),
             source=self.source.name,
+            adapters=self.source.adapter_health(),
             cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
             rss_mb=round(usage.ru_maxrss / 1024.0, 1),
         )

@@ -46,7 +46,7 @@ def make_source(cfg: AgentConfig) -> AdvertSource:
         return ReplaySource(src.path, speed=src.speed)
     from edge_agent.sources.bleak import BleakSource
 
-    return BleakSource(src.adapters, src.scanning_mode)
+    return BleakSource(src)
 
 
 def _setup_logging(level: str) -> None:

@@ -92,7 +92,18 @@ class SourceConfig(_Section):
     )
     """Bluetooth adapters to scan with (``bleak``)."""
     scanning_mode: Literal["active", "passive"] = "active"
-    """Active or passive scanning (``bleak``)."""
+    """Active or passive scanning (``bleak``); passive falls back to active, with a warning,
+    when BlueZ has no advertisement monitor."""
+    adapter_policy: Literal["all", "failover"] = "all"
+    """``all``: every adapter scans as its own receiver. ``failover``: one receiver (named after
+    the first adapter) scans with the first adapter present and moves down the list when it
+    fails, back to the first when it returns (``bleak``)."""
+    watchdog_s: float = Field(30.0, ge=1, le=3600)
+    """Restart a scanner that has been silent this long while adverts are expected (``bleak``)."""
+    start_timeout_s: float = Field(10.0, gt=0, le=120)
+    """Give up on a scanner start after this long and try again with backoff (``bleak``)."""
+    restart_backoff_max_s: float = Field(60.0, ge=1, le=3600)
+    """Longest wait between failed starts, and between tries on a dead adapter (``bleak``)."""
     scenario: ConfigPath | None = None
     """Store scenario TOML (``sim``)."""
     path: ConfigPath | None = None

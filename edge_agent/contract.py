@@ -179,6 +179,31 @@ class PrivacyHealth(BaseModel):
     erasures: int = Field(ge=0, description="Erase and revoke requests carried out.")
 
 
+class AdapterHealth(BaseModel):
+    """One receiver's radio in ``health`` (the ``bleak`` source)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: str = Field(description="Receiver id adverts carry (the first adapter in failover).")
+    adapter: str | None = Field(description="Adapter scanning for it now, or last.")
+    state: Literal["waiting", "starting", "scanning", "resting"] = Field(
+        description="waiting for BlueZ or the adapter, starting, scanning, or resting after a "
+        "failure (backoff)."
+    )
+    mode: str = Field(description="active, passive, or 'active (passive unsupported)'.")
+    adverts: int = Field(ge=0)
+    silent_s: float | None = Field(description="Seconds since the last advert (null: none yet).")
+    starts: int = Field(ge=0)
+    start_failures: int = Field(ge=0)
+    watchdog_trips: int = Field(ge=0, description="Silences longer than source.watchdog_s.")
+    restarts: int = Field(ge=0, description="Scan restarts (first rung of the ladder).")
+    power_cycles: int = Field(ge=0, description="Adapter power cycles (second rung).")
+    failovers: int = Field(ge=0, description="Moves to another adapter.")
+    bluez_restarts: int = Field(ge=0, description="Times BlueZ went away while scanning.")
+    adapter_lost: int = Field(ge=0, description="Times the adapter was removed or powered off.")
+    last_error: str | None
+
+
 class HealthPayload(Envelope):
     """``health``: the agent's own counters."""
 
@@ -198,6 +223,9 @@ class HealthPayload(Envelope):
     publisher: PublisherHealth
     privacy: PrivacyHealth | None = None
     source: str
+    adapters: list[AdapterHealth] = Field(
+        default_factory=list, description="The radio's lanes (empty for simulation and replay)."
+    )
     cpu_s: float
     rss_mb: float
 

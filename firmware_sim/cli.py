@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +35,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bluez(args: argparse.Namespace) -> int:
+    """Serve a scenario as a virtual BlueZ until SIGTERM/SIGINT."""
+    from firmware_sim.bluez import VirtualBlueZ, serve
+    from firmware_sim.dbus import PrivateBus
+
+    adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
+    bad = [a for a in adapters if not a.startswith("hci") or not a[3:].isdigit()]
+    if bad or not adapters:
+        print(f"error: --adapters: expected hci0,hci1,… got {args.adapters!r}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    with contextlib.ExitStack() as stack:
+        address = args.bus
+        if address is None:
+            address = stack.enter_context(PrivateBus()).address
+            print(f"DBUS_SYSTEM_BUS_ADDRESS={address}", flush=True)
+
+        def ready(bluez: VirtualBlueZ) -> None:
+            print(f"ready: org.bluez with {','.join(adapters)} on {address}", flush=True)
+
+        asyncio.run(
+            serve(
+                args.scenario,
+                adapters,
+                bus_address=address,
+                speed=args.speed,
+                seed=args.seed,
+                duration_s=args.duration,
+                monitor=not args.no_monitor,
+                on_ready=ready,
+            )
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``firmware-sim``."""
     parser = argparse.ArgumentParser(prog="firmware-sim", description=__doc__)
@@ -50,9 +87,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--record", help="write adverts as JSONL (edge-agent replay reads it)")
     p.add_argument("--truth", help="write ground truth as JSONL (one line per device per second)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "bluez",
+        help="serve a scenario as a virtual BlueZ on D-Bus (bleak scans it like the real one)",
+    )
+    p.add_argument("--scenario", required=True)
+    p.add_argument(
+        "--bus",
+        help="D-Bus address to serve on (default: start a private dbus-daemon, print its address)",
+    )
+    p.add_argument(
+        "--adapters",
+        default="hci0",
+        help="adapters to serve, comma-separated; the i-th hears the scenario's i-th receiver",
+    )
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--duration", type=float, help="stop after this many simulated seconds")
+    p.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="leave out AdvertisementMonitorManager1 (a BlueZ without passive scanning)",
+    )
+    p.set_defaults(func=cmd_bluez)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except EdgeAgentError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from edge_agent.contract import AdapterHealth
 from edge_agent.sources import AdvertSink
 from firmware_sim.store import StoreSim, load_scenario, simulate
 
@@ -47,6 +48,10 @@ class SimSource:
     def wall_at(self, t: float) -> float:
         """Wall time of virtual instant ``t``."""
         return self.start_wall + t
+
+    def adapter_health(self) -> list[AdapterHealth]:
+        """No radio here."""
+        return []
 
     async def run(self, sink: AdvertSink) -> None:
         """Step the store until ``duration_s`` (or forever), pacing to ``speed``."""

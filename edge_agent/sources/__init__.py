@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.models import Advert
+
+if TYPE_CHECKING:
+    from edge_agent.contract import AdapterHealth
 
 
 class AdvertSink:
@@ -61,4 +64,8 @@ class AdvertSource(Protocol):
 
     async def run(self, sink: AdvertSink) -> None:
         """Feed the sink until cancelled, or until a finite source ends (then ``sink.end()``)."""
+        ...
+
+    def adapter_health(self) -> list[AdapterHealth]:
+        """State and counters of each radio (empty for virtual sources)."""
         ...

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge_agent.contract import AdapterHealth
 from edge_agent.errors import SourceError
 from edge_agent.models import Advert
 from edge_agent.sources import AdvertSink
@@ -99,6 +100,10 @@ class ReplaySource:
     def wall_at(self, t: float) -> float:
         """Recordings carry wall time; the source clock is the recorded ``t``."""
         return t + self._offset
+
+    def adapter_health(self) -> list[AdapterHealth]:
+        """No radio here."""
+        return []
 
     async def run(self, sink: AdvertSink) -> None:
         """Hand every advert over, then end."""
