@@ -8,16 +8,19 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.consent import add_consent, load_consents, revoke_consent
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
-from edge_agent.models import DeviceClass
+from edge_agent.models import ContextEvent, DeviceClass
 from edge_agent.sources import AdvertSource
+
+if TYPE_CHECKING:
+    from edge_agent.agent import Agent
 
 _LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
@@ -192,6 +195,128 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    """A live table of the devices the radio hears."""
+    from edge_agent.scan import run_scan
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    _setup_logging(args.log_level)
+    try:
+        return run_scan(cfg, make_source(cfg), args)
+    except EdgeAgentError as err:
+        print(f"edge-agent scan: {err}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Advertisements to a JSONL recording."""
+    from edge_agent.offline import AddressMasker, private_file, record, registered_addresses
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    _setup_logging(args.log_level)
+    mask = None if args.raw_addresses else AddressMasker(registered_addresses(cfg))
+    try:
+        with private_file(Path(args.file)) as out:
+            summary = asyncio.run(
+                record(
+                    make_source(cfg),
+                    out,
+                    queue_size=cfg.source.queue_size,
+                    duration_s=args.duration,
+                    count=args.count,
+                    mask=mask,
+                )
+            )
+    except OSError as err:
+        print(f"edge-agent record: {args.file}: {err.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    except EdgeAgentError as err:
+        print(f"edge-agent record: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"recorded {summary.adverts} adverts from {summary.devices} devices to {args.file}"
+        + (f" ({summary.dropped} dropped: queue full)" if summary.dropped else "")
+        + ("" if mask is None else "; unregistered addresses pseudonymised")
+    )
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """A recording or capture through the pipeline (publishing optional)."""
+    import contextlib
+    import tempfile
+
+    from edge_agent import offline
+
+    path = Path(args.file)
+    with contextlib.ExitStack() as stack:
+        state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
+        try:
+            cfg = offline.replay_config(args.config, state)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return EXIT_CONFIG
+        _setup_logging(args.log_level)
+        receivers = Path(args.receivers) if args.receivers else None
+        try:
+            estimates = (
+                stack.enter_context(offline.private_file(Path(args.estimates)))
+                if args.estimates
+                else None
+            )
+            events = (
+                stack.enter_context(offline.private_file(Path(args.events)))
+                if args.events
+                else None
+            )
+        except OSError as err:
+            print(f"edge-agent replay: {err.filename}: {err.strerror}", file=sys.stderr)
+            return EXIT_FAILED
+        try:
+            if args.publish:
+                return _replay_publish(cfg, path, args, estimates, events, receivers)
+            summary = offline.replay(
+                cfg,
+                path,
+                estimates=estimates,
+                events=events,
+                receivers=receivers,
+                speed=args.speed,
+            )
+        except EdgeAgentError as err:
+            print(f"edge-agent replay: {err}", file=sys.stderr)
+            return EXIT_FAILED
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.events.items())) or "no events"
+    print(f"replayed {summary.adverts} adverts: {kinds}")
+    if args.estimates:
+        print(f"estimates: {summary.samples} samples, {summary.fused} fused, in {args.estimates}")
+    return EXIT_OK
+
+
+def _replay_publish(
+    cfg: AgentConfig,
+    path: Path,
+    args: argparse.Namespace,
+    estimates: Any,
+    events: Any,
+    receivers: Path | None,
+) -> int:
+    from edge_agent.agent import Agent
+    from edge_agent.offline import replay_hook
+    from edge_agent.sources.replay import ReplaySource
+
+    source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": args.speed})
+    cfg = cfg.model_copy(update={"source": source})
+    hooks: list[Callable[[Agent, list[ContextEvent]], None]] = []
+    agent = Agent(cfg, ReplaySource(path, speed=args.speed), on_tick=lambda a, e: hooks[0](a, e))
+    hooks.append(replay_hook(agent, estimates, events, receivers))
+    return asyncio.run(agent.run())
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
     from edge_agent.contract import asyncapi, json_schemas
@@ -263,6 +388,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("device", help="wire id (e.g. p-1a2b…), address or beacon id")
     p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
     p.set_defaults(func=cmd_erase)
+
+    p = sub.add_parser("scan", help="live table of nearby devices (field engineers)")
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.add_argument("--json", action="store_true", help="one JSON array of devices per refresh")
+    p.add_argument("--sort", choices=["distance", "rssi", "id", "last"], default="distance")
+    p.add_argument("--interval", type=float, default=1.0, help="refresh every N seconds")
+    p.add_argument("--duration", type=float, help="stop after N seconds (default: Ctrl-C)")
+    p.add_argument("--limit", type=int, default=40, help="rows shown (table only)")
+    p.add_argument(
+        "--show-addresses",
+        action="store_true",
+        help="also show raw addresses and local names (on site only; never in tickets)",
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("record", help="write advertisements to a JSONL recording")
+    p.add_argument("file")
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.add_argument("--duration", type=float, help="stop after N seconds of source time")
+    p.add_argument("--count", type=int, help="stop after N adverts")
+    p.add_argument(
+        "--raw-addresses",
+        action="store_true",
+        help="keep every real address (default: unregistered ones are pseudonymised)",
+    )
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("replay", help="feed a recording or capture CSV through the pipeline")
+    p.add_argument("file", help="recording (.jsonl) or capture (.csv)")
+    p.add_argument("--config", "-c", help="agent config (default: built-in, no zones)")
+    p.add_argument("--speed", type=float, default=0.0, help="0 = as fast as possible")
+    p.add_argument("--estimates", help="write per-sample and fused estimates (JSONL)")
+    p.add_argument("--events", help="write the context events (JSONL)")
+    p.add_argument("--receivers", help="receiver positions (JSON) for fused x, y")
+    p.add_argument("--publish", action="store_true", help="publish to the config's broker")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     p.add_argument("--out", default="contract")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from edge_agent.config import AgentConfig
 from edge_agent.decoders import DecodeStats, decode_advert
+from edge_agent.estimates import SampleEstimate
 from edge_agent.identity import DeviceRef, Identity
 from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame
 from edge_agent.sensors import SensorTracker, tx_power_1m
@@ -51,6 +52,8 @@ class Pipeline:
         self._refs: dict[str, DeviceRef] = {}
         self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
         self._next_sweep = 0.0
+        self.sample_log: list[SampleEstimate] | None = None
+        """When a list, every published device's sample is appended (``replay --estimates``)."""
 
     def process(self, adverts: list[Advert], now: float, wall: float) -> list[ContextEvent]:
         """One tick: every advert received before ``now`` (source clock), then timers at ``now``.
@@ -84,7 +87,9 @@ class Pipeline:
         ts: list[float] = []
         rssis: list[float] = []
         txs: list[float] = []
-        touched: set[str] = set()
+        touched: dict[str, None] = {}  # insertion order: events come out in the same order
+        log = self.sample_log
+        logged: list[tuple[int, Advert, str]] = []
         identity = self.identity
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         table = self.table
@@ -105,13 +110,21 @@ class Pipeline:
                     tx = tx_power_1m(frame)
                 if ref.publish and (ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame)):
                     self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
+            if log is not None and ref.publish:
+                logged.append((len(slots), adv, ref.id))
             slots.append(table.slot(ref.id, adv.receiver))
             ts.append(adv.t)
             rssis.append(rssi + table.offset(adv.receiver))
             txs.append(default_tx if tx is None else tx)
-            touched.add(ref.id)
+            touched[ref.id] = None
         self.stats.adverts += len(adverts)
-        table.update(slots, ts, rssis, txs)
+        per_sample = table.update(slots, ts, rssis, txs, per_sample=log is not None)
+        if log is not None and per_sample is not None:
+            smoothed, dist = per_sample
+            log.extend(
+                SampleEstimate(a.t, a.receiver, d, a.rssi, float(smoothed[i]), float(dist[i]))
+                for i, a, d in logged
+            )
         presence = self.presence
         for device in touched:
             presence.evaluate(self._refs[device], table.nearest(device, now), now, wall, out)

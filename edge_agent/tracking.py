@@ -108,10 +108,18 @@ class DeviceTable:
         self._device_slots.setdefault(device, []).append(s)
         return s
 
-    def update(self, slots: list[int], t: list[float], rssi: list[float], tx: list[float]) -> None:
-        """Feed one tick's samples (arrival order) through the kernels."""
+    def update(
+        self,
+        slots: list[int],
+        t: list[float],
+        rssi: list[float],
+        tx: list[float],
+        per_sample: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Feed one tick's samples (arrival order) through the kernels. With ``per_sample``,
+        also return each sample's smoothed RSSI and distance (for the estimates file)."""
         if not slots:
-            return
+            return None
         s = np.asarray(slots, dtype=np.int64)
         tt = np.asarray(t, dtype=np.float64)
         rr = np.asarray(rssi, dtype=np.float64)
@@ -131,6 +139,12 @@ class DeviceTable:
         dist = np.empty(len(touched))
         self._distance(self._level[touched], self._tx[touched], self.prox.path_loss_exponent, dist)
         self._dist[touched] = dist
+        if not per_sample:
+            return None
+        sample_tx = np.asarray(tx, dtype=np.float64)
+        sample_dist = np.empty(len(s))
+        self._distance(out, sample_tx, self.prox.path_loss_exponent, sample_dist)
+        return out, sample_dist
 
     def offset(self, receiver: str) -> float:
         """The configured RSSI offset of a receiver (0 for unknown receivers)."""

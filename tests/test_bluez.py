@@ -23,6 +23,7 @@ from tests.test_integration import ROOT_TOPIC, sim_config
 from tests.virtual_bluez import BluezProcess, bleak_edits, control
 
 RESUME_LIMIT_S = 30.0
+AGENT = (sys.executable, "-m", "edge_agent")
 
 
 @pytest.fixture
@@ -227,3 +228,36 @@ def test_passive_scanning_and_its_fallback_to_active(run: Callable[..., Run]) ->
     assert r.lane("hci0")["mode"] == "active (passive unsupported)"
     log = r.close()
     assert "falling back to active scanning" in log
+
+
+def test_scan_and_record_through_bleak(tmp_path: Path, bus: PrivateBus) -> None:
+    """The field tools use the same supervised scanner as the service."""
+    bluez = BluezProcess(bus).start()
+    try:
+        cfg = sim_config(
+            tmp_path, "mqtt://127.0.0.1:1", speed=1.0, duration=None, edits=bleak_edits()
+        )
+        scan = subprocess.run(
+            [*AGENT, "scan", "--config", str(cfg), "--json", "--duration", "4"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=bus.environ(),
+        )
+        assert scan.returncode == 0, scan.stderr[-3000:]
+        rows = json.loads(scan.stdout.splitlines()[-1])
+        assert len(rows) > 5 and {r["receiver"] for r in rows} == {"hci0", "hci1"}
+        rec = tmp_path / "rec.jsonl"
+        record = subprocess.run(
+            [*AGENT, "record", str(rec), "--config", str(cfg), "--count", "200"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=bus.environ(),
+        )
+        assert record.returncode == 0, record.stderr[-3000:]
+        lines = [json.loads(line) for line in rec.read_text().splitlines()]
+        assert len(lines) == 200 and {x["receiver"] for x in lines} == {"hci0", "hci1"}
+        assert any(x["mfr"] or x["svc"] for x in lines)
+    finally:
+        bluez.stop()

@@ -69,3 +69,18 @@ class AdvertSource(Protocol):
     def adapter_health(self) -> list[AdapterHealth]:
         """State and counters of each radio (empty for virtual sources)."""
         ...
+
+
+def source_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first ``EdgeAgentError`` out of a task group's failure (else the group itself), so
+    that commands can report a failed source plainly."""
+    from edge_agent.errors import EdgeAgentError
+
+    for err in group.exceptions:
+        if isinstance(err, EdgeAgentError):
+            return err
+        if isinstance(err, BaseExceptionGroup):
+            inner = source_error(err)
+            if inner is not err:
+                return inner
+    return group

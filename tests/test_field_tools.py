@@ -1,0 +1,202 @@
+"""``edge-agent record``, ``replay`` and ``scan``: the field engineer's tools, run as commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.broker import LocalMosquitto
+from edge_agent.config import load_config
+from edge_agent.contract import model_for
+from edge_agent.offline import registered_addresses
+from edge_agent.sources.replay import read_adverts
+from firmware_sim.cli import main as sim_main
+from tests.conftest import CONFIG_DIR
+from tests.mqtt_watch import Watcher
+from tests.test_integration import ROOT_TOPIC, sim_config
+
+TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
+MAC = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}", re.IGNORECASE)
+
+
+def edge_agent(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def fast_sim(tmp_path: Path) -> Path:
+    """The shipped config on the simulated store, as fast as the CPU allows."""
+    return sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=0.0, duration=None)
+
+
+def test_replay_of_a_shared_track_writes_the_estimates_file(tmp_path: Path) -> None:
+    track = TRACKS / "straight_01.csv"
+    out = tmp_path / "out.jsonl"
+    edge_agent("replay", str(track), "--estimates", str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    samples = [x for x in lines if "receiver" in x]
+    fused = [x for x in lines if "nearest_receiver" in x]
+    assert len(samples) == len(list(read_adverts(track)))
+    assert set(samples[0]) == {
+        "t",
+        "receiver",
+        "device",
+        "rssi",
+        "rssi_smoothed",
+        "distance_m",
+        "band",
+    }
+    assert {s["band"] for s in samples} <= {"immediate", "near", "far", "gone"}
+    assert all(s["distance_m"] > 0 for s in samples)
+    assert fused and set(fused[0]) == {"t", "device", "nearest_receiver", "x", "y"}
+    assert fused[0]["x"] is None  # no receiver positions given
+    assert not MAC.search(out.read_text()), "an address leaked into the estimates"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+    with_positions = tmp_path / "xy.jsonl"
+    edge_agent(
+        "replay",
+        str(track),
+        "--estimates",
+        str(with_positions),
+        "--receivers",
+        str(TRACKS / "receivers.json"),
+    )
+    xy = [json.loads(line) for line in with_positions.read_text().splitlines()]
+    points = [(p["x"], p["y"]) for p in xy if "nearest_receiver" in p]
+    assert all(0 <= x <= 30 and 0 <= y <= 30 for x, y in points)
+
+
+def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
+    tmp_path: Path,
+) -> None:
+    cfg = fast_sim(tmp_path)
+    rec = tmp_path / "rec.jsonl"
+    out = edge_agent("record", str(rec), "--config", str(cfg), "--duration", "120").stdout
+    assert "pseudonymised" in out
+    assert stat.S_IMODE(rec.stat().st_mode) == 0o600
+    raw = tmp_path / "raw.jsonl"
+    sim_main(
+        [
+            "run",
+            "--scenario",
+            str(CONFIG_DIR / "store-demo.toml"),
+            "--duration",
+            "120",
+            "--record",
+            str(raw),
+        ]
+    )
+    real = {a.address for a in read_adverts(raw)}
+    recorded = list(read_adverts(rec))
+    assert len(recorded) > 1000
+    masked = {a.address for a in recorded}
+    registered = registered_addresses(load_config(cfg))
+    assert registered, "the shipped config registers sensors by address"
+    assert real & masked == registered & real, "an unregistered address is in the recording"
+    assert len(masked) == len(real)
+    # The class of a random address survives (the identity stage classifies by it).
+    assert {int(a.address[:2], 16) >> 6 for a in recorded if a.address_type == "random"} == {
+        int(a.address[:2], 16) >> 6 for a in read_adverts(raw) if a.address_type == "random"
+    }
+
+    first, second = tmp_path / "e1.jsonl", tmp_path / "e2.jsonl"
+    edge_agent("replay", str(rec), "--config", str(cfg), "--events", str(first))
+    edge_agent("replay", str(rec), "--config", str(cfg), "--events", str(second))
+    events = first.read_text().splitlines()
+    assert {json.loads(e)["type"] for e in events} >= {"enter", "exit", "reading", "occupancy"}
+    assert first.read_bytes() == second.read_bytes()
+
+    kept = tmp_path / "kept.jsonl"
+    edge_agent("record", str(kept), "--config", str(cfg), "--count", "500", "--raw-addresses")
+    assert {a.address for a in read_adverts(kept)} <= real
+
+
+def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
+    rec = tmp_path / "rec.jsonl"
+    sim_main(
+        [
+            "run",
+            "--scenario",
+            str(CONFIG_DIR / "store-demo.toml"),
+            "--duration",
+            "60",
+            "--record",
+            str(rec),
+        ]
+    )
+    cfg = sim_config(tmp_path, mosquitto, speed=0.0, duration=None)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    try:
+        edge_agent("replay", str(rec), "--config", str(cfg), "--publish")
+        msgs = watcher.settle()
+    finally:
+        watcher.close()
+    types = set()
+    for msg in msgs:
+        if msg.payload:
+            payload = json.loads(msg.payload)
+            model_for(payload["type"]).model_validate(payload)
+            types.add(payload["type"])
+    assert {"enter", "occupancy", "status"} <= types
+
+
+def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> None:
+    cfg = fast_sim(tmp_path)
+    out = edge_agent(
+        "scan", "--config", str(cfg), "--json", "--duration", "2", "--interval", "0.5"
+    ).stdout
+    snapshots = [json.loads(line) for line in out.splitlines()]
+    assert len(snapshots) >= 3
+    rows = snapshots[-1]
+    assert len(rows) > 10
+    assert not MAC.search(out), "scan showed an address without --show-addresses"
+    kinds = {r["kind"] for r in rows}
+    assert {"cart", "staff", "sensor"} <= kinds
+    assert {r["band"] for r in rows} <= {"immediate", "near", "far", "gone"}
+    assert any(r["summary"].startswith("iBeacon") for r in rows)
+    assert any("temperature" in r["summary"] for r in rows)
+    distances = [r["distance_m"] for r in rows]
+    assert distances == sorted(distances)
+    shown = edge_agent(
+        "scan", "--config", str(cfg), "--json", "--duration", "1", "--show-addresses"
+    ).stdout
+    assert all(MAC.fullmatch(r["address"]) for r in json.loads(shown.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("sort", ["rssi", "id", "last"])
+def test_scan_sorts(tmp_path: Path, sort: str) -> None:
+    cfg = fast_sim(tmp_path)
+    out = edge_agent("scan", "--config", str(cfg), "--json", "--duration", "1", "--sort", sort)
+    rows = json.loads(out.stdout.splitlines()[-1])
+    key = {
+        "rssi": lambda r: -r["rssi_smoothed"],
+        "id": lambda r: r["id"],
+        "last": lambda r: r["last_seen_s"],
+    }[sort]
+    assert [key(r) for r in rows] == sorted(key(r) for r in rows)
+
+
+def test_replay_of_a_bad_file_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,receiver,address,rssi\n1.0,rx,AA:BB:CC:DD:EE:FF,-60\n2.0,rx,AA:BB,oops\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "replay", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
