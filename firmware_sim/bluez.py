@@ -10,8 +10,9 @@ devices.
 
 Faults for tests: the process can be killed and started again (the ``org.bluez`` name vanishes
 and comes back); ``org.firmwaresim.Control1`` at ``/org/firmwaresim`` removes and re-adds
-adapters (unplug, plug) and jams one (it stays powered and "discovering" but delivers nothing
-until it is power-cycled, like a wedged controller).
+adapters (unplug, plug), jams one (it stays powered and "discovering" but delivers nothing
+until it is power-cycled, like a wedged controller) or breaks one (silent until unplugged and
+plugged back).
 
 Simplifications: one discovery session per adapter (not per client); monitors are not asked for
 their patterns, every advert passes.
@@ -312,6 +313,7 @@ class _Controller:
     devices: dict[str, Any] = field(default_factory=dict)
     """Device1 objects by address."""
     jammed: bool = False
+    broken: bool = False
 
     @property
     def listening(self) -> bool:
@@ -339,6 +341,11 @@ class Control1(ServiceInterface):
     @dbus_method()
     def Jam(self, name: DBusStr) -> None:
         if not self._bluez.jam(name):
+            raise DBusError("org.firmwaresim.Error.NoSuchAdapter", name)
+
+    @dbus_method()
+    def Break(self, name: DBusStr) -> None:
+        if not self._bluez.jam(name, hard=True):
             raise DBusError("org.firmwaresim.Error.NoSuchAdapter", name)
 
     @dbus_property(PropertyAccess.READ)
@@ -420,19 +427,21 @@ class VirtualBlueZ:
         _LOGGER.info("adapter %s removed", name)
         return True
 
-    def jam(self, name: str) -> bool:
-        """Make an adapter deliver nothing until it is power-cycled."""
+    def jam(self, name: str, hard: bool = False) -> bool:
+        """Make an adapter deliver nothing until it is power-cycled (``hard``: until it is
+        unplugged and plugged back, a dead controller)."""
         ctl = self.controllers.get(name)
         if ctl is None:
             return False
         ctl.jammed = True
+        ctl.broken = ctl.broken or hard
         return True
 
     def _powered(self, adapter: Adapter1, on: bool) -> None:
         ctl = self.controllers.get(adapter.adapter_name)
         if ctl is None:
             return
-        if not on:
+        if not on and not ctl.broken:
             ctl.jammed = False  # a reset clears a wedged controller
             if ctl.monitor is not None:
                 ctl.monitor.monitors.clear()

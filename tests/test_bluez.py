@@ -203,6 +203,22 @@ def test_failover_moves_to_the_next_adapter_and_back(run: Callable[..., Run]) ->
     r.close()
 
 
+def test_failover_leaves_an_adapter_that_stays_silent_through_a_power_cycle(
+    run: Callable[..., Run],
+) -> None:
+    r = run(policy="failover", watchdog_s=2.0)
+    r.until(scanning(r, "hci0"), 30, "scanning on hci0")
+    control(r.bus, "Break", "hci0")
+    r.until(lambda: r.lane("hci0").get("adapter") == "hci1", 40, "failover to hci1")
+    r.grows("hci0", 15, "adverts through hci1")
+    lane = r.lane("hci0")
+    assert (lane["restarts"], lane["power_cycles"], lane["failovers"]) == (1, 1, 1)
+    time.sleep(4)  # two watchdog periods: no move back to the dead adapter
+    lane = r.lane("hci0")
+    assert lane["adapter"] == "hci1" and lane["failovers"] == 1
+    assert "stays silent after a power cycle; scanning with hci1" in r.close()
+
+
 def test_a_silent_adapter_is_restarted_then_power_cycled(run: Callable[..., Run]) -> None:
     """A jammed controller stays "discovering" but delivers nothing until it is reset: the
     watchdog restarts the scan (no help), then power-cycles the adapter, and adverts return."""

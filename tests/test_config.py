@@ -235,3 +235,15 @@ def test_run_with_bad_config_exits_2_before_touching_anything(
     )
     assert not (bad.parent / "state").exists()
     assert "EDGE_TEST_UNSET_VARIABLE" not in os.environ
+
+
+def test_bad_radio_settings_are_named(
+    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_config(
+        MINIMAL + '\n[source]\nkind = "bleak"\nadapter_policy = "round-robin"\nwatchdog_s = 0.5\n'
+    )
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "source.adapter_policy = 'round-robin': must be one of 'all' or 'failover'" in err
+    assert "source.watchdog_s = 0.5: must be at least 1" in err

@@ -119,6 +119,8 @@ class Lane:
         self._scanner: BleakScanner | None = None
         self._started_at = 0.0
         self._adverts_at_start = 0
+        self._benched: dict[str, float] = {}
+        """Adapters that stayed silent through a power cycle: not used again until then."""
 
     # ---------------------------------------------------------------- health
 
@@ -201,14 +203,16 @@ class Lane:
             watch = self.watch
             if watch.owner is not None:
                 n = len(self.candidates)
+                now = time.monotonic()
+                usable = [a for a in self.candidates if self._benched.get(a, 0.0) <= now]
                 for k in range(n):
                     adapter = self.candidates[(self._index + k) % n]
-                    if adapter not in watch.adapters:
+                    if adapter not in watch.adapters or (usable and adapter not in usable):
                         continue
                     if not watch.adapters[adapter] and not await self._power_on(adapter):
                         continue
                     if k:
-                        self._moved(adapter, "is not available")
+                        self._moved(self.candidates[self._index], adapter, "is not available")
                     self._index = (self._index + k) % n
                     return adapter
             if not warned:
@@ -221,11 +225,9 @@ class Lane:
                 warned = True
             await watch.wait_change(5.0)
 
-    def _moved(self, adapter: str, why: str) -> None:
+    def _moved(self, old: str, new: str, why: str) -> None:
         self.stats.failovers += 1
-        _LOGGER.warning(
-            "%s: %s %s; scanning with %s", self.receiver, self.stats.adapter, why, adapter
-        )
+        _LOGGER.warning("%s: %s %s; scanning with %s", self.receiver, old, why, new)
 
     async def _power_on(self, adapter: str) -> bool:
         _LOGGER.warning("%s: adapter %s is powered off; powering it on", self.receiver, adapter)
@@ -309,9 +311,13 @@ class Lane:
                 return "removed"
             if not watch.adapters[adapter]:
                 return "powered_off"
-            if adapter != primary and primary in watch.adapters and watch.adapters[primary]:
-                return "primary_back"
             now = time.monotonic()
+            if (
+                adapter != primary
+                and watch.adapters.get(primary, False)
+                and self._benched.get(primary, 0.0) <= now
+            ):
+                return "primary_back"
             quiet_since = max(self.stats.last_advert, self._started_at)
             if now - quiet_since > self.cfg.watchdog_s and self._expected(now):
                 return "silent"
@@ -328,11 +334,12 @@ class Lane:
         if reason in ("removed", "powered_off"):
             stats.adapter_lost += 1
             self._rung = 0
+            self._benched.pop(adapter, None)  # what comes back may be another dongle
             _LOGGER.warning("%s: adapter %s %s", self.receiver, adapter, reason.replace("_", " "))
             return
         if reason == "primary_back":
             self._index = 0
-            self._moved(self.candidates[0], "is back")
+            self._moved(self.candidates[0], self.candidates[0], "is back")
             return
         stats.watchdog_trips += 1
         helped = stats.adverts > self._adverts_at_start
@@ -353,8 +360,9 @@ class Lane:
             await self._power_cycle(adapter)
         elif len(self.candidates) > 1:
             self._rung = 0
+            self._benched[adapter] = time.monotonic() + self.cfg.restart_backoff_max_s
             self._index = (self._index + 1) % len(self.candidates)
-            self._moved(self.candidates[self._index], "stays silent after a power cycle")
+            self._moved(adapter, self.candidates[self._index], "stays silent after a power cycle")
         else:
             rest = min(self.cfg.watchdog_s * 2 ** (self._rung - 2), self.cfg.restart_backoff_max_s)
             self.stats.state = "resting"
