@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from edge_agent.errors import EdgeAgentError
 
@@ -32,6 +33,18 @@ def find_mosquitto() -> str:
     if path is None:
         raise EdgeAgentError(f"mosquitto is not installed; run: {INSTALL_HINT}")
     return path
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """SIGTERM a child process and reap it; SIGKILL it if it has not gone within ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class LocalMosquitto:
@@ -118,13 +131,8 @@ class LocalMosquitto:
 
     def halt(self) -> None:
         """Stop it (SIGTERM; with persistence, sessions are saved) but keep its files."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
 

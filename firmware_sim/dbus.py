@@ -6,15 +6,14 @@ what bleak (through dbus-fast) reads to find "the system bus".
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from edge_agent.broker import terminate
 from edge_agent.errors import SourceError
 
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -81,13 +80,7 @@ class PrivateBus:
         """Stop the daemon and remove the temporary directory."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
         if self._own_dir:

@@ -13,6 +13,7 @@ import time
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from edge_agent.broker import terminate
 from firmware_sim.bluez import CONTROL_INTERFACE, CONTROL_PATH
 from firmware_sim.dbus import PrivateBus
 from tests.conftest import CONFIG_DIR
@@ -65,13 +66,8 @@ class BluezProcess:
 
     def stop(self) -> None:
         """SIGTERM and wait."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc, 10)
 
 
 def control(bus: PrivateBus, method: str, adapter: str) -> None:

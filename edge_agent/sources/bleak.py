@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -126,25 +127,10 @@ class Lane:
 
     def health(self, now: float) -> AdapterHealth:
         """This lane in ``health``."""
-        s = self.stats
-        silent = now - s.last_advert if s.adverts else None
-        return AdapterHealth(
-            receiver=self.receiver,
-            adapter=s.adapter,
-            state=s.state,
-            mode=s.mode,
-            adverts=s.adverts,
-            silent_s=None if silent is None else round(silent, 1),
-            starts=s.starts,
-            start_failures=s.start_failures,
-            watchdog_trips=s.watchdog_trips,
-            restarts=s.restarts,
-            power_cycles=s.power_cycles,
-            failovers=s.failovers,
-            bluez_restarts=s.bluez_restarts,
-            adapter_lost=s.adapter_lost,
-            last_error=s.last_error,
-        )
+        fields = dataclasses.asdict(self.stats)
+        last = fields.pop("last_advert")
+        silent = round(now - last, 1) if self.stats.adverts else None
+        return AdapterHealth(receiver=self.receiver, silent_s=silent, **fields)
 
     # ------------------------------------------------------------- callback
 
