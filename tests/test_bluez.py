@@ -5,6 +5,7 @@ killed and restarted, when an adapter is unplugged and plugged back, and when on
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -168,6 +169,7 @@ def test_bluez_killed_and_restarted_scanning_resumes_without_a_process_restart(
         r.grows("hci1", RESUME_LIMIT_S, "adverts on hci1 after the restart"),
     )
     assert resumed - back <= RESUME_LIMIT_S
+    print(f"scanning resumed {resumed - back:.1f} s after BlueZ came back")
     assert r.agent.poll() is None and r.agent.pid == pid
     log = r.close()
     assert "BlueZ went away" in log and "BlueZ restarted" in log
@@ -182,8 +184,10 @@ def test_hci0_unplugged_keeps_scanning_on_hci1_and_plugging_it_back_resumes_it(
     r.until(lambda: r.lane("hci0").get("state") == "waiting", 15, "hci0 waiting after unplug")
     assert r.lane("hci0")["adapter_lost"] == 1
     r.grows("hci1", 15, "hci1 still scanning without hci0")
+    plugged = time.monotonic()
     control(r.bus, "AddAdapter", "hci0")
-    r.grows("hci0", RESUME_LIMIT_S, "hci0 scanning again after it is plugged back")
+    resumed = r.grows("hci0", RESUME_LIMIT_S, "hci0 scanning again after it is plugged back")
+    print(f"hci0 resumed {resumed - plugged:.1f} s after it was plugged back")
     assert r.lane("hci0")["state"] == "scanning"
     log = r.close()
     assert "adapter hci0 removed" in log and "adapter hci0 appeared" in log
@@ -277,3 +281,23 @@ def test_scan_and_record_through_bleak(tmp_path: Path, bus: PrivateBus) -> None:
         assert any(x["mfr"] or x["svc"] for x in lines)
     finally:
         bluez.stop()
+
+
+def test_a_hung_bluez_times_out_starts_and_recovers_when_it_answers_again(
+    run: Callable[..., Run],
+) -> None:
+    """SIGSTOP the virtual BlueZ: calls to it hang. Stops and starts give up on their timeouts
+    and back off (counted); after SIGCONT the scanner comes back by itself."""
+    r = run(watchdog_s=2.0, start_timeout_s=2.0)
+    r.until(scanning(r, "hci0", "hci1"), 30, "both adapters scanning with adverts")
+    assert r.bluez.proc is not None
+    r.bluez.proc.send_signal(signal.SIGSTOP)
+    try:
+        r.until(lambda: r.lane("hci0").get("start_failures", 0) >= 1, 40, "a start timing out")
+        assert "start on hci0" in (r.lane("hci0")["last_error"] or "")
+    finally:
+        r.bluez.proc.send_signal(signal.SIGCONT)
+    r.grows("hci0", RESUME_LIMIT_S, "adverts on hci0 once BlueZ answers again")
+    r.until(lambda: r.lane("hci0").get("state") == "scanning", 30, "hci0 scanning")
+    assert r.agent.poll() is None
+    r.close()

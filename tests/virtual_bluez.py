@@ -97,7 +97,11 @@ def control(bus: PrivateBus, method: str, adapter: str) -> None:
 
 
 def bleak_edits(
-    *, watchdog_s: float = 30.0, policy: str = "all", mode: str = "active"
+    *,
+    watchdog_s: float = 30.0,
+    policy: str = "all",
+    mode: str = "active",
+    start_timeout_s: float = 10.0,
 ) -> dict[str, str]:
     """Edits of the shipped config that scan ``hci0`` and ``hci1`` (the entrance and produce
     receivers of the demo store) through bleak."""
@@ -107,6 +111,7 @@ def bleak_edits(
         'scanning_mode = "active"': f'scanning_mode = "{mode}"',
         'adapter_policy = "all"': f'adapter_policy = "{policy}"',
         "watchdog_s = 30.0": f"watchdog_s = {watchdog_s}",
+        "start_timeout_s = 10.0": f"start_timeout_s = {start_timeout_s}",
         'id = "rx-entrance"': 'id = "hci0"',
         'id = "rx-produce"': 'id = "hci1"',
     }

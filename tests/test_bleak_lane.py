@@ -1,0 +1,47 @@
+"""The bleak callback: every advert becomes an ``Advert`` with both clocks; a full queue drops
+and counts, never blocks."""
+
+from __future__ import annotations
+
+import time
+
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from edge_agent.config import SourceConfig
+from edge_agent.sources import AdvertSink
+from edge_agent.sources.bleak import Lane
+from edge_agent.sources.bluez import BluezWatch
+
+
+def _advert(n: int) -> tuple[BLEDevice, AdvertisementData]:
+    address = f"C0:00:00:00:00:{n % 256:02X}"
+    props = {"Address": address, "AddressType": "random"}
+    adv = AdvertisementData(
+        local_name=None,
+        manufacturer_data={0x004C: b"\x02\x15" + bytes(21)},
+        service_data={},
+        service_uuids=[],
+        tx_power=None,
+        rssi=-60 - n % 20,
+        platform_data=("/org/bluez/hci0/dev", props),
+    )
+    return BLEDevice(address, None, {"path": "/p", "props": props}), adv
+
+
+def test_callback_offers_adverts_with_both_clocks_and_counts_drops() -> None:
+    sink = AdvertSink(100)
+    lane = Lane("hci0", ["hci0"], SourceConfig(), BluezWatch(), sink, [])
+    before_t, before_wall = time.monotonic(), time.time()
+    for n in range(150):
+        lane.callback(*_advert(n))
+    assert (sink.received, sink.dropped) == (100, 50)
+    assert lane.stats.adverts == 150 and lane.stats.last_advert >= before_t
+    first = sink.queue.get_nowait()
+    assert first is not None
+    assert first.receiver == "hci0" and first.address_type == "random"
+    assert before_t <= first.t <= time.monotonic()
+    assert before_wall <= first.wall <= time.time()
+    assert first.rssi == -60 and first.manufacturer_data[0x004C][:2] == b"\x02\x15"
+    health = lane.health(time.monotonic())
+    assert health.adverts == 150 and health.silent_s is not None and health.silent_s < 5
