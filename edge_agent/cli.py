@@ -278,7 +278,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         try:
             if args.publish:
-                return _replay_publish(cfg, path, args, estimates, events, receivers)
+                return _replay_publish(cfg, path, state, args, estimates, events, receivers)
             summary = offline.replay(
                 cfg,
                 path,
@@ -300,6 +300,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _replay_publish(
     cfg: AgentConfig,
     path: Path,
+    state: Path,
     args: argparse.Namespace,
     estimates: Any,
     events: Any,
@@ -309,8 +310,13 @@ def _replay_publish(
     from edge_agent.offline import replay_hook
     from edge_agent.sources.replay import ReplaySource
 
+    # Never the live gateway's outbox or event ids: a replay publishes as "<gateway>-replay",
+    # from a state directory of its own.
+    gateway = cfg.gateway.model_copy(
+        update={"id": cfg.gateway.id[:57] + "-replay", "state_dir": state}
+    )
     source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": args.speed})
-    cfg = cfg.model_copy(update={"source": source})
+    cfg = cfg.model_copy(update={"gateway": gateway, "source": source})
     hooks: list[Callable[[Agent, list[ContextEvent]], None]] = []
     agent = Agent(cfg, ReplaySource(path, speed=args.speed), on_tick=lambda a, e: hooks[0](a, e))
     hooks.append(replay_hook(agent, estimates, events, receivers))

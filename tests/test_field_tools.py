@@ -138,7 +138,7 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
         ]
     )
     cfg = sim_config(tmp_path, mosquitto, speed=0.0, duration=None)
-    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}-replay/#")
     try:
         edge_agent("replay", str(rec), "--config", str(cfg), "--publish")
         msgs = watcher.settle()
@@ -151,6 +151,8 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
             model_for(payload["type"]).model_validate(payload)
             types.add(payload["type"])
     assert {"enter", "occupancy", "status"} <= types
+    # It published as a gateway of its own, from a state directory of its own.
+    assert not (tmp_path / "state").exists()
 
 
 def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> None:

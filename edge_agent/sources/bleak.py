@@ -166,13 +166,14 @@ class Lane:
         try:
             while True:
                 adapter = await self._pick()
+                generation = self.watch.generation  # a BlueZ restart during the start counts
                 if not await self._start(adapter):
                     self.stats.state = "resting"
                     await self.watch.wait_change(backoff)
                     backoff = min(backoff * 2, self.cfg.restart_backoff_max_s)
                     continue
                 backoff = 1.0
-                reason = await self._supervise(adapter, self.watch.generation)
+                reason = await self._supervise(adapter, generation)
                 await self._stop()
                 await self._after(adapter, reason)
         finally:
