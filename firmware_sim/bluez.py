@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +45,10 @@ from dbus_fast.annotations import (
 from dbus_fast.constants import PropertyAccess, RequestNameReply
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
+from edge_agent.decoders.ibeacon import APPLE_COMPANY_ID
 from edge_agent.errors import SourceError
-from edge_agent.models import Advert
+from edge_agent.models import Advert, IBeaconFrame
+from firmware_sim.encoders import encode_ibeacon
 from firmware_sim.store import StoreSim, load_scenario, simulate
 
 _LOGGER = logging.getLogger(__name__)
@@ -528,8 +531,30 @@ async def serve_store(
         await asyncio.sleep(0)
 
 
+async def flood(bluez: VirtualBlueZ, devices: int, duration_s: float | None = None) -> None:
+    """Benchmarks: ``devices`` iBeacons whose RSSI changes on every advert, delivered to every
+    adapter as fast as one Python process can emit them."""
+    uuid = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
+    payloads = [
+        {APPLE_COMPANY_ID: encode_ibeacon(IBeaconFrame(uuid, 1, n, -59))} for n in range(devices)
+    ]
+    addresses = [f"C0:00:00:00:{n >> 8:02X}:{n & 0xFF:02X}" for n in range(devices)]
+    end = math.inf if duration_s is None else time.monotonic() + duration_s
+    k = 0
+    while time.monotonic() < end:
+        for _ in range(200):
+            n = k % devices
+            advert = Advert(
+                addresses[n], -50 - (k // devices) % 30, 0.0, 0.0, "", "random", payloads[n]
+            )
+            for adapter in bluez.adapter_names:
+                bluez.deliver(adapter, advert)
+            k += 1
+        await asyncio.sleep(0)
+
+
 async def serve(
-    scenario: str | Path,
+    scenario: str | Path | None,
     adapters: Sequence[str],
     *,
     bus_address: str | None,
@@ -538,16 +563,22 @@ async def serve(
     duration_s: float | None = None,
     monitor: bool = True,
     on_ready: Callable[[VirtualBlueZ], None] | None = None,
+    flood_devices: int = 0,
 ) -> None:
-    """Serve a scenario until SIGTERM/SIGINT (or ``duration_s``)."""
+    """Serve a scenario (or a flood of ``flood_devices`` beacons) until SIGTERM/SIGINT (or
+    ``duration_s``)."""
     bluez = VirtualBlueZ(adapters, bus_address=bus_address, monitor=monitor)
     await bluez.start()
     if on_ready is not None:
         on_ready(bluez)
     loop = asyncio.get_running_loop()
-    task = asyncio.create_task(
-        serve_store(bluez, scenario, speed=speed, seed=seed, duration_s=duration_s)
-    )
+    if flood_devices:
+        task = asyncio.create_task(flood(bluez, flood_devices, duration_s))
+    else:
+        assert scenario is not None
+        task = asyncio.create_task(
+            serve_store(bluez, scenario, speed=speed, seed=seed, duration_s=duration_s)
+        )
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     try:

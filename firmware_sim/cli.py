@@ -45,6 +45,9 @@ def cmd_bluez(args: argparse.Namespace) -> int:
     if bad or not adapters:
         print(f"error: --adapters: expected hci0,hci1,… got {args.adapters!r}", file=sys.stderr)
         return 2
+    if not args.scenario and not args.flood:
+        print("error: --scenario is required (or --flood N)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     with contextlib.ExitStack() as stack:
         address = args.bus
@@ -65,6 +68,7 @@ def cmd_bluez(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 monitor=not args.no_monitor,
                 on_ready=ready,
+                flood_devices=args.flood,
             )
         )
     return 0
@@ -91,7 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bluez",
         help="serve a scenario as a virtual BlueZ on D-Bus (bleak scans it like the real one)",
     )
-    p.add_argument("--scenario", required=True)
+    p.add_argument("--scenario", help="store scenario (required unless --flood)")
+    p.add_argument(
+        "--flood",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of a scenario: N beacons, every adapter, as fast as possible (benchmarks)",
+    )
     p.add_argument(
         "--bus",
         help="D-Bus address to serve on (default: start a private dbus-daemon, print its address)",
