@@ -356,6 +356,9 @@ def test_bench_agent_through_bleak_against_bare_bleak(tmp_path: Path) -> None:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
         try:
             (bare_rate, bare_us), (our_rate, our_us), dropped = asyncio.run(measure())
+        except BaseException:
+            print(bluez.log_text()[-3000:])
+            raise
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -40,12 +40,12 @@ class BluezProcess:
             *extra,
         ]
         self.proc: subprocess.Popen[str] | None = None
+        self.log = bus.directory / "virtual-bluez.log"
 
     def start(self) -> BluezProcess:
         """Start and wait until it owns ``org.bluez``."""
-        self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -56,7 +56,13 @@ class BluezProcess:
                     return self
                 if not line:
                     break
-        raise RuntimeError(f"virtual BlueZ did not become ready (exit {self.proc.poll()})")
+        raise RuntimeError(
+            f"virtual BlueZ did not become ready (exit {self.proc.poll()}):\n{self.log_text()}"
+        )
+
+    def log_text(self) -> str:
+        """What the virtual BlueZ wrote to stderr (all its runs)."""
+        return self.log.read_text() if self.log.exists() else ""
 
     def kill(self) -> None:
         """SIGKILL: the ``org.bluez`` name vanishes with the connection, no goodbye."""
