@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import os
 import signal
 import time
@@ -123,15 +124,16 @@ async def record(
         async with asyncio.TaskGroup() as tg:
             feeder = tg.create_task(source.run(sink), name="source")
             first: float | None = None
+            started = source.now()
             while not stop.is_set():
-                getter = asyncio.ensure_future(sink.queue.get())
-                waiter = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if getter not in done:
-                    getter.cancel()
-                    break
-                advert = getter.result()
+                try:
+                    async with asyncio.timeout(0.5):
+                        advert = await sink.queue.get()
+                except TimeoutError:  # a quiet radio: the duration still ends the recording
+                    quiet = source.now() - started
+                    if duration_s is not None and math.isfinite(quiet) and quiet >= duration_s:
+                        break
+                    continue
                 if advert is None:
                     break
                 if first is None:

@@ -301,3 +301,22 @@ def test_a_hung_bluez_times_out_starts_and_recovers_when_it_answers_again(
     r.until(lambda: r.lane("hci0").get("state") == "scanning", 30, "hci0 scanning")
     assert r.agent.poll() is None
     r.close()
+
+
+def test_record_without_bluez_waits_and_ends_on_its_duration(
+    tmp_path: Path, bus: PrivateBus
+) -> None:
+    cfg = sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=1.0, duration=None, edits=bleak_edits())
+    rec = tmp_path / "rec.jsonl"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*AGENT, "record", str(rec), "--config", str(cfg), "--duration", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=bus.environ(),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - started < 20
+    assert "recorded 0 adverts" in proc.stdout
+    assert "waiting for hci0 (BlueZ is not running)" in proc.stderr
