@@ -3,6 +3,7 @@ and counts, never blocks."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from bleak.backends.device import BLEDevice
@@ -45,3 +46,28 @@ def test_callback_offers_adverts_with_both_clocks_and_counts_drops() -> None:
     assert first.rssi == -60 and first.manufacturer_data[0x004C][:2] == b"\x02\x15"
     health = lane.health(time.monotonic())
     assert health.adverts == 150 and health.silent_s is not None and health.silent_s < 5
+
+
+def test_the_bluez_watch_survives_a_refresh_that_times_out() -> None:
+    """A stuck bus must not end the watch (and with it the source and the agent)."""
+
+    async def scenario() -> int:
+        watch = BluezWatch()
+        calls = 0
+
+        async def refresh() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise TimeoutError
+
+        watch.refresh = refresh  # type: ignore[method-assign]
+        task = asyncio.create_task(watch._refresher())
+        for _ in range(2):
+            watch._refresh_wanted.set()
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        task.cancel()
+        return calls
+
+    assert asyncio.run(scenario()) == 2

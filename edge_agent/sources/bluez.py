@@ -76,7 +76,11 @@ class BluezWatch:
         while True:
             await self._refresh_wanted.wait()
             self._refresh_wanted.clear()
-            await self.refresh()
+            try:
+                await self.refresh()
+            except (DBusError, TimeoutError, OSError, EOFError) as err:
+                # A stuck or vanishing bus: the next signal or reconnect reads BlueZ again.
+                _LOGGER.warning("cannot read BlueZ's state: %s", err)
 
     async def _keep_connected(self) -> None:
         backoff = 1.0
