@@ -220,7 +220,7 @@ class Lane:
         _LOGGER.warning("%s: adapter %s is powered off; powering it on", self.receiver, adapter)
         try:
             await self.watch.set_powered(adapter, True)
-        except (DBusError, TimeoutError) as err:
+        except _SCAN_ERRORS as err:
             self.stats.last_error = f"power on {adapter}: {err}"
             _LOGGER.warning("%s: cannot power on %s: %s", self.receiver, adapter, err)
             return False
@@ -366,7 +366,7 @@ class Lane:
             await self.watch.set_powered(adapter, False)
             await asyncio.sleep(POWER_OFF_S)
             await self.watch.set_powered(adapter, True)
-        except (DBusError, TimeoutError) as err:
+        except _SCAN_ERRORS as err:
             self.stats.last_error = f"power cycle {adapter}: {err}"
             _LOGGER.warning("%s: power cycle of %s failed: %s", self.receiver, adapter, err)
 
