@@ -54,3 +54,108 @@ def test_log_distance_matches_twin_and_model() -> None:
     kernels.log_distance_py(rssi, tx, 2.0, b)
     np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(a, [1.0, 10**0.3, 10.0, 100.0])
+
+
+def _state(n: int, k: int = 0) -> dict[str, np.ndarray]:
+    return {
+        "x": np.zeros(n),
+        "v": np.zeros(n),
+        "p00": np.zeros(n),
+        "p01": np.zeros(n),
+        "p11": np.zeros(n),
+        "last_t": np.full(n, -np.inf),
+        "misses": np.zeros(n, np.int64),
+    }
+
+
+def _kalman(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray, slots: int = 50) -> tuple:
+    st = _state(slots)
+    out = np.empty(len(s))
+    fn(s, t, rssi, 0.5, 16.0, 3.0, 15.0, *st.values(), out)  # type: ignore[operator]
+    return (out, *st.values())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kalman_matches_twin(seed: int) -> None:
+    s, t, rssi = _batch(seed)
+    rssi[::97] = 5.0  # impossible values
+    rssi[::89] = -20.0  # outliers
+    for a, b in zip(
+        _kalman(kernels.kalman_batch, s, t, rssi),
+        _kalman(kernels.kalman_batch_py, s, t, rssi),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
+
+
+def test_kalman_semantics() -> None:
+    s = np.zeros(8, np.int64)
+    t = np.arange(8.0)
+    rssi = np.array([-70.0, -70.0, 3.0, -70.0, -30.0, -70.0, -70.0, -70.0])
+    out = _kalman(kernels.kalman_batch, s, t, rssi, slots=1)[0]
+    assert out[0] == -70.0 and out[1] == pytest.approx(-70.0)
+    assert out[2] == pytest.approx(-70.0)  # a positive RSSI is not a measurement
+    assert out[4] == pytest.approx(-70.0, abs=0.5)  # a 40 dB jump is gated out once
+    # a step that persists is followed: three gated samples in a row restart the filter
+    step = np.array([-70.0] * 5 + [-50.0] * 6)
+    out = _kalman(kernels.kalman_batch, np.zeros(11, np.int64), np.arange(11.0), step, 1)[0]
+    assert out[-1] == pytest.approx(-50.0, abs=1.0)
+    # the longer a slot was silent, the more a new sample counts
+    quick = _kalman(
+        kernels.kalman_batch,
+        np.zeros(2, np.int64),
+        np.array([0.0, 0.5]),
+        np.array([-70.0, -64.0]),
+        1,
+    )[0][1]
+    slow = _kalman(
+        kernels.kalman_batch,
+        np.zeros(2, np.int64),
+        np.array([0.0, 10.0]),
+        np.array([-70.0, -64.0]),
+        1,
+    )[0][1]
+    assert -70.0 < quick < slow < -64.0 + 1e-9
+
+
+def _one_euro(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray) -> tuple:
+    x, dx, last, out = np.zeros(50), np.zeros(50), np.full(50, -np.inf), np.empty(len(s))
+    fn(s, t, rssi, 0.1, 0.05, 1.0, 15.0, x, dx, last, out)  # type: ignore[operator]
+    return out, x, dx, last
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_one_euro_matches_twin(seed: int) -> None:
+    s, t, rssi = _batch(seed)
+    for a, b in zip(
+        _one_euro(kernels.one_euro_batch, s, t, rssi),
+        _one_euro(kernels.one_euro_batch_py, s, t, rssi),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def _median(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray) -> tuple:
+    buf_v, buf_t = np.zeros((50, 16)), np.full((50, 16), -np.inf)
+    head, out = np.zeros(50, np.int64), np.empty(len(s))
+    fn(s, t, rssi, 15.0, buf_v, buf_t, head, out)  # type: ignore[operator]
+    return out, buf_v, buf_t, head
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_median_matches_twin_and_numpy(seed: int) -> None:
+    s, t, rssi = _batch(seed)
+    jit, py = (
+        _median(kernels.median_batch, s, t, rssi),
+        _median(kernels.median_batch_py, s, t, rssi),
+    )
+    for a, b in zip(jit, py, strict=True):
+        np.testing.assert_allclose(a, b)
+    one = np.zeros(5, np.int64)
+    out = _median(
+        kernels.median_batch,
+        one,
+        np.array([0.0, 1, 2, 30, 31]),
+        np.array([-60.0, -90, -61, -70, -72]),
+    )[0]
+    np.testing.assert_allclose(out, [-60.0, -75.0, -61.0, -70.0, -71.0])
