@@ -1,0 +1,74 @@
+"""The scoring harness: the peers' filters as their code has them, calibration left out of the
+scored track, and the metric of DESIGN §5."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent import evaluation as ev
+
+TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
+
+
+def _one(values: list[float], dt: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(values)
+    return np.zeros(n, np.int64), np.arange(n) * dt, np.array(values, dtype=float)
+
+
+def test_altbeacon_arma_is_its_recurrence() -> None:
+    s, t, r = _one([-60.0, -70.0, -70.0])
+    out = ev.altbeacon_arma(s, t, r, 1)
+    np.testing.assert_allclose(out, [-60.0, -61.0, -61.9])
+
+
+def test_altbeacon_running_average_trims_as_its_code_does() -> None:
+    # 12 samples in the window: size // 10 + 1 = 2 dropped at the bottom, 2 at the top
+    values = [-60.0] * 10 + [-20.0, -100.0]
+    s, t, r = _one(values)
+    out = ev.altbeacon_running_average(s, t, r, 1)
+    assert out[-1] == pytest.approx(-60.0)
+    # samples older than 20 s leave the window
+    s, t, r = _one([-90.0, -60.0], dt=25.0)
+    assert ev.altbeacon_running_average(s, t, r, 1)[-1] == -60.0
+
+
+def test_room_assistant_kalman_is_kalmanjs() -> None:
+    s, t, r = _one([-60.0, -70.0])
+    out = ev.room_assistant_kalman(s, t, r, 1)
+    pred = 4.0 + 0.008
+    assert out[1] == pytest.approx(-60.0 + pred / (pred + 4.0) * -10.0)
+
+
+def test_raw_drops_impossible_values_and_median_uses_15_s() -> None:
+    s, t, r = _one([-60.0, 7.0, -200.0])
+    assert np.isnan(ev.raw(s, t, r, 1)[1:]).all()
+    s, t, r = _one([-90.0, -60.0, -62.0], dt=10.0)
+    np.testing.assert_allclose(ev.espresense_median(s, t, r, 1), [-90.0, -75.0, -61.0])
+
+
+def test_fit_receiver_recovers_a_noiseless_model() -> None:
+    d = np.linspace(0.5, 5.5, 200)
+    rssi = -61.0 - 10 * 2.4 * np.log10(d)
+    a, n = ev.fit_receiver(rssi, d)
+    assert a == pytest.approx(-61.0, abs=0.3) and n == pytest.approx(2.4, abs=0.06)
+
+
+def test_leave_one_out_scores_every_filter_on_every_track() -> None:
+    positions = {
+        r["id"]: (r["x"], r["y"], r["z"])
+        for r in json.loads((TRACKS / "receivers.json").read_text())["receivers"]
+    }
+    caps = [
+        ev.load_capture(TRACKS / f"{n}.csv") for n in ("straight_01", "zigzagging_without_rotation")
+    ]
+    filters = {"ours (Kalman)": ev.ours(), "raw": ev.raw, "ARMA": ev.altbeacon_arma}
+    scores = ev.leave_one_out(caps, positions, filters)
+    assert {(s.filter, s.track) for s in scores} == {(f, c.name) for f in filters for c in caps}
+    assert all(s.samples > 100 and 0 < s.mae_m < 10 for s in scores)
+    # filtering helps: every filter beats the raw signal
+    assert ev.pooled(scores, "ours (Kalman)") < ev.pooled(scores, "raw")
+    assert ev.pooled(scores, "ARMA") < ev.pooled(scores, "raw")
