@@ -262,15 +262,46 @@ class PipelineConfig(_Section):
     """Adverts are processed, and events committed, once per tick of source time."""
 
 
+class FilterConfig(_Section):
+    """``[proximity.filter]`` (every device) and ``[proximity.filters.<class>]`` (one class):
+    how RSSI is smoothed before the distance model."""
+
+    kind: Literal["kalman", "ema", "one_euro", "median"] = "kalman"
+    """``kalman`` (level and trend, time-aware, outliers gated), ``ema`` (time constant
+    ``tau_s``), ``one_euro`` (adaptive low-pass) or ``median`` (of the last ``window_s``)."""
+    q: float = Field(0.03, gt=0, le=100)
+    """Kalman: process noise, dB²/s³ (higher follows movement faster)."""
+    r: float = Field(36.0, gt=0, le=1000)
+    """Kalman: measurement noise, dB² (fast fading of a retail floor is 4–8 dB)."""
+    gate: float = Field(2.5, ge=1, le=10)
+    """Kalman: samples further than this many standard deviations from the prediction are
+    outliers (three in a row restart the filter at the new level)."""
+    tau_s: float = Field(2.0, gt=0, le=120)
+    """EMA: time constant, seconds."""
+    min_cutoff_hz: float = Field(0.1, gt=0, le=10)
+    """1-Euro: cutoff at rest, Hz."""
+    beta: float = Field(0.05, ge=0, le=10)
+    """1-Euro: how much the cutoff rises with the signal's speed."""
+    d_cutoff_hz: float = Field(1.0, gt=0, le=10)
+    """1-Euro: cutoff of the speed estimate, Hz."""
+    window_s: float = Field(15.0, gt=0, le=120)
+    """Median: window, seconds (at most 32 samples per receiver)."""
+
+
 class ProximityConfig(_Section):
     """``[proximity]``: RSSI smoothing and the log-distance model."""
+
+    filter: FilterConfig = FilterConfig()
+    """The smoothing filter of every device class without its own."""
+    filters: dict[DeviceClass, FilterConfig] = Field(default_factory=dict)
+    """Per device class (``cart``, ``staff`` …): a filter of its own."""
 
     tx_power_1m_dbm: int = Field(-59, ge=-110, le=10)
     """RSSI at 1 m when the frame does not carry it."""
     path_loss_exponent: float = Field(2.0, ge=1.0, le=6.0)
     """``n`` in ``rssi = P1m - 10 n log10(d)``."""
-    smoothing_tau_s: float = Field(2.0, gt=0, le=120)
-    """Time constant of the RSSI smoothing filter."""
+    smoothing_tau_s: float | None = Field(None, gt=0, le=120)
+    """Deprecated: ``filter.kind = "ema"`` with ``filter.tau_s``; when set, it means that."""
     immediate_m: float = Field(0.5, gt=0)
     """Band ``immediate`` up to this distance."""
     near_m: float = Field(3.0, gt=0)
@@ -281,6 +312,15 @@ class ProximityConfig(_Section):
     """A band is left only this far past its edge."""
     gone_after_s: float = Field(15.0, gt=0)
     """A receiver's estimate is dropped after this long without an advert."""
+
+    def filter_for(self, kind: DeviceClass) -> FilterConfig:
+        """The filter of a device class."""
+        found = self.filters.get(kind)
+        if found is not None:
+            return found
+        if self.smoothing_tau_s is not None and "filter" not in self.model_fields_set:
+            return FilterConfig(kind="ema", tau_s=self.smoothing_tau_s)
+        return self.filter
 
 
 class PresenceConfig(_Section):

@@ -112,7 +112,7 @@ class Pipeline:
                     self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
             if log is not None and ref.publish:
                 logged.append((len(slots), adv, ref.id))
-            slots.append(table.slot(ref.id, adv.receiver))
+            slots.append(table.slot(ref.id, adv.receiver, ref.kind))
             ts.append(adv.t)
             rssis.append(rssi + table.offset(adv.receiver))
             txs.append(default_tx if tx is None else tx)

@@ -145,7 +145,7 @@ class ScanView:
             for frame in frames:
                 if tx is None:
                     tx = tx_power_1m(frame)
-            slots.append(self.table.slot(ref.id, adv.receiver))
+            slots.append(self.table.slot(ref.id, adv.receiver, ref.kind))
             ts.append(adv.t)
             rssis.append(adv.rssi + self.table.offset(adv.receiver))
             txs.append(default_tx if tx is None else tx)

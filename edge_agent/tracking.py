@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent import kernels
-from edge_agent.config import ProximityConfig, ReceiverConfig
+from edge_agent.config import FilterConfig, ProximityConfig, ReceiverConfig
+from edge_agent.models import DeviceClass
 
 BANDS = ("immediate", "near", "far", "gone")
 
@@ -45,8 +46,17 @@ def band_for(distance: float, current: str, prox: ProximityConfig) -> str:
     return raw if distance < edges[ri] - h or ri < ci - 1 else current
 
 
+FILTER_KINDS = ("kalman", "ema", "one_euro", "median")
+MEDIAN_DEPTH = 32
+"""Samples kept per slot for the median filter."""
+
+
 class DeviceTable:
-    """Smoothed RSSI and distance for every (device, receiver) pair."""
+    """Smoothed RSSI and distance for every (device, receiver) pair.
+
+    Each slot is smoothed by the filter of its device's class (``proximity.filter`` /
+    ``proximity.filters``); a tick's samples go through each kernel in one call per kind.
+    """
 
     def __init__(
         self,
@@ -59,16 +69,56 @@ class DeviceTable:
         self._offsets = {r.id: r.rssi_offset_db for r in receivers}
         if use_jit is None:
             use_jit = os.environ.get("EDGE_AGENT_PURE_PYTHON") != "1"
-        self._ema = kernels.ema_batch if use_jit else kernels.ema_batch_py
-        self._distance = kernels.log_distance if use_jit else kernels.log_distance_py
+        k = kernels
+        self._ema = k.ema_batch if use_jit else k.ema_batch_py
+        self._kalman = k.kalman_batch if use_jit else k.kalman_batch_py
+        self._one_euro = k.one_euro_batch if use_jit else k.one_euro_batch_py
+        self._median = k.median_batch if use_jit else k.median_batch_py
+        self._distance = k.log_distance if use_jit else k.log_distance_py
+        self._filters: dict[DeviceClass, tuple[int, FilterConfig]] = {}
+        self._params: list[FilterConfig] = []
         self._slot_of: dict[tuple[str, str], int] = {}
         self._slot_key: list[tuple[str, str] | None] = []
         self._device_slots: dict[str, list[int]] = {}
         self._free: list[int] = []
-        self._level = np.zeros(capacity)
-        self._last_t = np.full(capacity, -np.inf)
-        self._dist = np.full(capacity, np.inf)
-        self._tx = np.full(capacity, float(prox.tx_power_1m_dbm))
+        self._arrays: dict[str, np.ndarray] = {}
+        self._alloc(capacity)
+
+    _SPEC: tuple[tuple[str, float, type], ...] = (
+        ("level", 0.0, np.float64),
+        ("last_t", -np.inf, np.float64),
+        ("dist", np.inf, np.float64),
+        ("tx", 0.0, np.float64),
+        ("filter", 0, np.int64),
+        ("x", 0.0, np.float64),
+        ("v", 0.0, np.float64),
+        ("p00", 0.0, np.float64),
+        ("p01", 0.0, np.float64),
+        ("p11", 0.0, np.float64),
+        ("misses", 0, np.int64),
+        ("head", 0, np.int64),
+    )
+
+    def _alloc(self, n: int) -> None:
+        old = self._arrays
+        new: dict[str, np.ndarray] = {}
+        for name, fill, dtype in self._SPEC:
+            a: np.ndarray = np.full(n, fill, dtype=dtype)
+            if name in old:
+                a[: len(old[name])] = old[name]
+            new[name] = a
+        if any(p.kind == "median" for p in self._params) or "buf_v" in old:
+            buf_v = np.zeros((n, MEDIAN_DEPTH))
+            buf_t = np.full((n, MEDIAN_DEPTH), -np.inf)
+            if "buf_v" in old:
+                buf_v[: len(old["buf_v"])] = old["buf_v"]
+                buf_t[: len(old["buf_t"])] = old["buf_t"]
+            new["buf_v"], new["buf_t"] = buf_v, buf_t
+        self._arrays = new
+        self._level = new["level"]
+        self._last_t = new["last_t"]
+        self._dist = new["dist"]
+        self._tx = new["tx"]
 
     @property
     def devices(self) -> int:
@@ -80,14 +130,21 @@ class DeviceTable:
         """Slots in use."""
         return len(self._slot_of)
 
-    def _grow(self) -> None:
-        n = len(self._level)
-        self._level = np.concatenate([self._level, np.zeros(n)])
-        self._last_t = np.concatenate([self._last_t, np.full(n, -np.inf)])
-        self._dist = np.concatenate([self._dist, np.full(n, np.inf)])
-        self._tx = np.concatenate([self._tx, np.full(n, float(self.prox.tx_power_1m_dbm))])
+    def _filter_index(self, kind: DeviceClass) -> int:
+        found = self._filters.get(kind)
+        if found is None:
+            params = self.prox.filter_for(kind)
+            if params in self._params:
+                index = self._params.index(params)
+            else:
+                index = len(self._params)
+                self._params.append(params)
+                if params.kind == "median" and "buf_v" not in self._arrays:
+                    self._alloc(len(self._level))
+            found = self._filters[kind] = (index, params)
+        return found[0]
 
-    def slot(self, device: str, receiver: str) -> int:
+    def slot(self, device: str, receiver: str, kind: DeviceClass = DeviceClass.UNKNOWN) -> int:
         """The slot of a pair, allocating one the first time."""
         key = (device, receiver)
         s = self._slot_of.get(key)
@@ -99,11 +156,16 @@ class DeviceTable:
         else:
             s = len(self._slot_key)
             if s >= len(self._level):
-                self._grow()
+                self._alloc(2 * len(self._level))
             self._slot_key.append(key)
-        self._level[s] = 0.0
-        self._last_t[s] = -np.inf
-        self._dist[s] = np.inf
+        index = self._filter_index(kind)  # may reallocate (the median's buffers)
+        a = self._arrays
+        for name, fill, _ in self._SPEC:
+            a[name][s] = fill
+        if "buf_t" in a:
+            a["buf_t"][s] = -np.inf
+        a["tx"][s] = float(self.prox.tx_power_1m_dbm)
+        a["filter"][s] = index
         self._slot_of[key] = s
         self._device_slots.setdefault(device, []).append(s)
         return s
@@ -116,25 +178,30 @@ class DeviceTable:
         tx: list[float],
         per_sample: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Feed one tick's samples (arrival order) through the kernels. With ``per_sample``,
-        also return each sample's smoothed RSSI and distance (for the estimates file)."""
+        """Feed one tick's samples (arrival order) through the kernels, one call per filter in
+        use. With ``per_sample``, also return each sample's smoothed RSSI and distance (for the
+        estimates file)."""
         if not slots:
             return None
         s = np.asarray(slots, dtype=np.int64)
         tt = np.asarray(t, dtype=np.float64)
         rr = np.asarray(rssi, dtype=np.float64)
         out = np.empty(len(s))
-        self._ema(
-            s,
-            tt,
-            rr,
-            self.prox.smoothing_tau_s,
-            self.prox.gone_after_s,
-            self._level,
-            self._last_t,
-            out,
-        )
-        touched = np.unique(s)
+        a = self._arrays
+        which = a["filter"][s]
+        for index, params in enumerate(self._params):
+            sub: slice | np.ndarray
+            if len(self._params) == 1:
+                sub = slice(None)
+            else:
+                sub = np.flatnonzero(which == index)
+                if not sub.size:
+                    continue
+            self._run(params, s[sub], tt[sub], rr[sub], out, sub)
+        # the level of each touched slot is its last sample's output
+        rev = s[::-1]
+        touched, first_in_rev = np.unique(rev, return_index=True)
+        self._level[touched] = out[len(s) - 1 - first_in_rev]
         self._tx[s] = np.asarray(tx, dtype=np.float64)
         dist = np.empty(len(touched))
         self._distance(self._level[touched], self._tx[touched], self.prox.path_loss_exponent, dist)
@@ -145,6 +212,35 @@ class DeviceTable:
         sample_dist = np.empty(len(s))
         self._distance(out, sample_tx, self.prox.path_loss_exponent, sample_dist)
         return out, sample_dist
+
+    def _run(
+        self,
+        p: FilterConfig,
+        s: np.ndarray,
+        t: np.ndarray,
+        r: np.ndarray,
+        out: np.ndarray,
+        sub: slice | np.ndarray,
+    ) -> None:
+        a = self._arrays
+        res = np.empty(len(s))
+        reset = self.prox.gone_after_s
+        if p.kind == "kalman":
+            self._kalman(
+                s, t, r, p.q, p.r, p.gate, reset, a["x"], a["v"], a["p00"], a["p01"], a["p11"],
+                a["last_t"], a["misses"], res,
+            )  # fmt: skip
+        elif p.kind == "ema":
+            self._ema(s, t, r, p.tau_s, reset, a["x"], a["last_t"], res)
+        elif p.kind == "one_euro":
+            self._one_euro(
+                s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, reset, a["x"], a["v"],
+                a["last_t"], res,
+            )  # fmt: skip
+        else:
+            self._median(s, t, r, p.window_s, a["buf_v"], a["buf_t"], a["head"], res)
+            np.maximum.at(a["last_t"], s, t)
+        out[sub] = res
 
     def offset(self, receiver: str) -> float:
         """The configured RSSI offset of a receiver (0 for unknown receivers)."""
