@@ -99,6 +99,54 @@ def test_bench_ema_kernel_against_python_twin() -> None:
     assert jit > py
 
 
+def test_bench_kalman_one_euro_median_kernels_against_python_twins() -> None:
+    n, slots = 1_000_000, 10_000
+    rng = np.random.default_rng(2)
+    s = rng.integers(0, slots, n).astype(np.int64)
+    t = np.sort(rng.uniform(0, 1000, n))
+    r = rng.normal(-70, 6, n)
+    out = np.empty(n)
+
+    def kalman(fn: Callable[..., None], count: int) -> Callable[[], int]:
+        def go() -> int:
+            z = [np.zeros(slots) for _ in range(5)]
+            fn(s[:count], t[:count], r[:count], 0.03, 36.0, 2.5, 15.0, *z,
+               np.full(slots, -np.inf), np.zeros(slots, np.int64), out)  # fmt: skip
+            return count
+
+        return go
+
+    def one_euro(fn: Callable[..., None], count: int) -> Callable[[], int]:
+        def go() -> int:
+            fn(s[:count], t[:count], r[:count], 0.1, 0.05, 1.0, 15.0, np.zeros(slots),
+               np.zeros(slots), np.full(slots, -np.inf), out)  # fmt: skip
+            return count
+
+        return go
+
+    def median(fn: Callable[..., None], count: int) -> Callable[[], int]:
+        def go() -> int:
+            fn(s[:count], t[:count], r[:count], 15.0, np.zeros((slots, 32)),
+               np.full((slots, 32), -np.inf), np.zeros(slots, np.int64), out)  # fmt: skip
+            return count
+
+        return go
+
+    kernels.warm_up()
+    for name, make, jit_fn, py_fn in (
+        ("Kalman", kalman, kernels.kalman_batch, kernels.kalman_batch_py),
+        ("1-Euro", one_euro, kernels.one_euro_batch, kernels.one_euro_batch_py),
+        ("median", median, kernels.median_batch, kernels.median_batch_py),
+    ):
+        jit = _rate(make(jit_fn, n), repeat=3)
+        py = _rate(make(py_fn, 20_000), repeat=2)
+        print(
+            f"\n{name} kernel: {jit / 1e6:,.1f} M samples/s, Python twin {py / 1e6:.2f} M/s, "
+            f"ratio {jit / py:,.0f}"
+        )
+        assert jit > py
+
+
 def test_bench_pure_pipeline_on_the_simulated_store() -> None:
     sim = StoreSim(load_scenario(CONFIG_DIR / "store-demo.toml"))
     ticks = []
