@@ -323,6 +323,35 @@ def _replay_publish(
     return asyncio.run(agent.run())
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Our filter and the peers' on captures with truth (DESIGN §5 distance metric)."""
+    from edge_agent import evaluation as ev
+    from edge_agent.config import FilterConfig
+
+    params = FilterConfig()
+    if args.config:
+        cfg = _load(args.config)
+        if cfg is None:
+            return EXIT_CONFIG
+        params = cfg.proximity.filter
+    if params.kind != "kalman":
+        print(
+            "edge-agent eval: scores the kalman filter; set proximity.filter.kind", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    try:
+        positions = ev.load_positions(Path(args.receivers))
+        captures = [ev.load_capture(Path(f)) for f in args.captures]
+        scores = ev.leave_one_out(
+            captures, positions, ev.baselines(ev.ours(params.q, params.r, params.gate))
+        )
+    except (EdgeAgentError, KeyError) as err:
+        print(f"edge-agent eval: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(ev.report(scores))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
     from edge_agent.contract import asyncapi, json_schemas
@@ -433,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", action="store_true", help="publish to the config's broker")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("eval", help="score our filter and the peers' on captures with truth")
+    p.add_argument("captures", nargs="+", help="capture CSVs with truth columns")
+    p.add_argument("--receivers", required=True, help="receiver positions (JSON)")
+    p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     p.add_argument("--out", default="contract")

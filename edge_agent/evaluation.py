@@ -99,8 +99,8 @@ Filter = Callable[[I64, F64, F64, int], F64]
 """(slots, t, rssi, number of slots) → smoothed RSSI per sample (NaN: no estimate)."""
 
 
-def ours(q: float = 0.3, r: float = 16.0, gate: float = 3.0) -> Filter:
-    """The agent's Kalman kernel."""
+def ours(q: float = 0.03, r: float = 36.0, gate: float = 2.5) -> Filter:
+    """The agent's Kalman kernel (defaults: ``[proximity.filter]``'s)."""
 
     def run(s: I64, t: F64, rssi: F64, n: int) -> F64:
         out = np.empty(len(s))
@@ -187,10 +187,10 @@ def espresense_median(s: I64, t: F64, rssi: F64, n: int) -> F64:
     return out
 
 
-def baselines() -> dict[str, Filter]:
+def baselines(mine: Filter | None = None) -> dict[str, Filter]:
     """Every filter scored, ours first."""
     return {
-        "ours (Kalman)": ours(),
+        "ours (Kalman)": mine or ours(),
         "raw": raw,
         "AltBeacon running average 20 s": altbeacon_running_average,
         "AltBeacon ARMA c=0.1": altbeacon_arma,
@@ -285,6 +285,45 @@ def leave_one_out(
             err = np.abs(est[near] - dist[k][near])
             scores.append(Score(name, cap.name, float(err.mean()), int(near.sum())))
     return scores
+
+
+def load_positions(path: Path) -> dict[str, tuple[float, float, float]]:
+    """Receiver positions ``{"receivers": [{"id", "x", "y"[, "z"]}]}``."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(r["id"]): (float(r["x"]), float(r["y"]), float(r.get("z", 0.0)))
+            for r in doc["receivers"]
+        }
+    except OSError as err:
+        raise SourceError(f"receivers:{path}", err.strerror or str(err)) from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise SourceError(
+            f"receivers:{path}", f"expected receivers with id, x, y: {err!r}"
+        ) from err
+
+
+def report(scores: Sequence[Score]) -> str:
+    """The table ``edge-agent eval`` prints."""
+    tracks = list(dict.fromkeys(s.track for s in scores))
+    names = list(dict.fromkeys(s.filter for s in scores))
+    width = max(len(n) for n in names) + 2
+    head = f"{'filter':<{width}}" + "".join(f"{t[:22]:>24}" for t in tracks) + f"{'all':>10}"
+    lines = [
+        f"distance MAE (m) over samples truly under {NEAR_M:g} m; per-receiver calibration "
+        "(RSSI at 1 m, exponent) fitted for each filter on the other tracks",
+        head,
+    ]
+    for name in names:
+        per = {s.track: s.mae_m for s in scores if s.filter == name}
+        lines.append(
+            f"{name:<{width}}"
+            + "".join(f"{per[t]:>24.2f}" for t in tracks)
+            + f"{pooled(scores, name):>10.2f}"
+        )
+    return "\n".join(lines)
 
 
 def pooled(scores: Sequence[Score], name: str) -> float:

@@ -72,3 +72,16 @@ def test_leave_one_out_scores_every_filter_on_every_track() -> None:
     # filtering helps: every filter beats the raw signal
     assert ev.pooled(scores, "ours (Kalman)") < ev.pooled(scores, "raw")
     assert ev.pooled(scores, "ARMA") < ev.pooled(scores, "raw")
+
+
+def test_eval_command_prints_every_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_agent.cli import main
+
+    tracks = [str(TRACKS / f"{n}.csv") for n in ("straight_01", "zigzagging_without_rotation")]
+    assert main(["eval", *tracks, "--receivers", str(TRACKS / "receivers.json")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()[2:]}
+    assert set(rows) == set(ev.baselines())
+    assert all(len(line.split()) >= 3 for line in rows.values())
+    assert main(["eval", tracks[0], "--receivers", str(TRACKS / "nope.json")]) == 1
+    assert "nope.json" in capsys.readouterr().err
