@@ -257,6 +257,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
         try:
             cfg = offline.replay_config(args.config, state)
+            if args.calibration:
+                from edge_agent.config import read_calibration
+
+                cal = read_calibration(Path(args.calibration))
+                cfg = cfg.model_copy(update={"calibration": cal})
         except ConfigError as err:
             print(err, file=sys.stderr)
             return EXIT_CONFIG
@@ -326,29 +331,48 @@ def _replay_publish(
 def cmd_eval(args: argparse.Namespace) -> int:
     """Our filter and the peers' on captures with truth (DESIGN §5 distance metric)."""
     from edge_agent import evaluation as ev
-    from edge_agent.config import FilterConfig
+    from edge_agent.config import ProximityConfig
 
-    params = FilterConfig()
+    prox = ProximityConfig()
     if args.config:
         cfg = _load(args.config)
         if cfg is None:
             return EXIT_CONFIG
-        params = cfg.proximity.filter
-    if params.kind != "kalman":
-        print(
-            "edge-agent eval: scores the kalman filter; set proximity.filter.kind", file=sys.stderr
-        )
-        return EXIT_CONFIG
+        prox = cfg.proximity
     try:
         positions = ev.load_positions(Path(args.receivers))
         captures = [ev.load_capture(Path(f)) for f in args.captures]
-        scores = ev.leave_one_out(
-            captures, positions, ev.baselines(ev.ours(params.q, params.r, params.gate))
-        )
+        scores = ev.leave_one_out(captures, positions, ev.baselines(ev.ours(prox)))
     except (EdgeAgentError, KeyError) as err:
         print(f"edge-agent eval: {err}", file=sys.stderr)
         return EXIT_FAILED
     print(ev.report(scores))
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit every receiver from captures with truth and write the calibration TOML."""
+    from edge_agent import evaluation as ev
+    from edge_agent.calibrate import fit_captures, to_toml
+    from edge_agent.config import ProximityConfig
+
+    prox = ProximityConfig()
+    if args.config:
+        cfg = _load(args.config)
+        if cfg is None:
+            return EXIT_CONFIG
+        prox = cfg.proximity
+    sources = [Path(f) for f in args.captures]
+    try:
+        positions = ev.load_positions(Path(args.receivers))
+        receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
+    except (EdgeAgentError, KeyError) as err:
+        print(f"edge-agent calibrate: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    Path(args.out).write_text(to_toml(receivers, sources, prox.tx_power_1m_dbm), encoding="utf-8")
+    for r in receivers:
+        print(f"{r.id}: offset {r.rssi_offset_db:+.1f} dB, exponent {r.path_loss_exponent:.2f}")
+    print(f"wrote {args.out} ({len(receivers)} receivers)")
     return EXIT_OK
 
 
@@ -459,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimates", help="write per-sample and fused estimates (JSONL)")
     p.add_argument("--events", help="write the context events (JSONL)")
     p.add_argument("--receivers", help="receiver positions (JSON) for fused x, y")
+    p.add_argument("--calibration", help="calibration TOML (edge-agent calibrate) to apply")
     p.add_argument("--publish", action="store_true", help="publish to the config's broker")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
     p.set_defaults(func=cmd_replay)
@@ -468,6 +493,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receivers", required=True, help="receiver positions (JSON)")
     p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit receivers from captures with truth")
+    p.add_argument(
+        "--from", dest="captures", nargs="+", required=True, help="capture CSVs with truth"
+    )
+    p.add_argument("--receivers", required=True, help="receiver positions (JSON)")
+    p.add_argument("--out", required=True, help="calibration TOML to write")
+    p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     p.add_argument("--out", default="contract")

@@ -425,6 +425,33 @@ class ReceiverConfig(_Section):
     """Added to every RSSI this receiver reports (antenna and enclosure calibration)."""
 
 
+class ReceiverCalibration(_Section):
+    """One receiver's fitted model, as ``edge-agent calibrate`` writes it."""
+
+    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
+    """Receiver id."""
+    rssi_offset_db: float = Field(ge=-40, le=40)
+    """Added to the receiver's RSSI, so that a beacon's stated power at 1 m holds for it."""
+    path_loss_exponent: float = Field(ge=1.0, le=6.0)
+    """The receiver's own ``n`` in ``rssi = P1m - 10 n log10(d)``."""
+
+
+class CalibrationConfig(_Section):
+    """``[calibration]``: per-receiver models fitted by ``edge-agent calibrate``, from
+    ``file`` (the TOML it writes, relative to this file) and/or inline ``[[calibration.receivers]]``
+    (inline entries win). A receiver here overrides its ``rssi_offset_db`` and the global
+    ``proximity.path_loss_exponent``."""
+
+    file: str | None = None
+    """Calibration TOML to include."""
+    receivers: list[ReceiverCalibration] = Field(default_factory=list)
+    """The fitted receivers."""
+
+    def by_receiver(self) -> dict[str, ReceiverCalibration]:
+        """Receiver id → its calibration (the last entry for an id wins)."""
+        return {r.id: r for r in self.receivers}
+
+
 class ZoneConfig(_Section):
     """``[[zones]]``: a named area of the store."""
 
@@ -488,6 +515,7 @@ class AgentConfig(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     receivers: list[ReceiverConfig] = Field(default_factory=list)
+    calibration: CalibrationConfig = CalibrationConfig()
     zones: list[ZoneConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     fleets: list[FleetConfig] = Field(default_factory=list)
@@ -551,6 +579,7 @@ def parse_config(
         raise ConfigError(source, [issue]) from err
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
+    _include_calibration(data, source, base_dir)
     lines = _locate_keys(text)
     try:
         cfg = AgentConfig.model_validate(data, context={"base_dir": base_dir})
@@ -561,6 +590,46 @@ def parse_config(
     if issues:
         raise ConfigError(source, issues)
     return cfg
+
+
+def read_calibration(path: Path) -> CalibrationConfig:
+    """A calibration TOML as ``edge-agent calibrate`` writes it (``ConfigError`` naming the
+    file, line and key when it is wrong)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {err.strerror}")]) from err
+    try:
+        parsed = CalibrationConfig.model_validate(tomllib.loads(text).get("calibration", {}))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), [ConfigIssue("", f"not valid TOML: {err}")]) from err
+    except ValidationError as err:
+        lines = _locate_keys(text)
+        issues = [
+            _issue_from_error({**e, "loc": ("calibration", *e["loc"])}, lines)
+            for e in err.errors(include_url=False)
+        ]
+        raise ConfigError(str(path), issues) from err
+    if parsed.file is not None:
+        raise ConfigError(str(path), [ConfigIssue("calibration.file", "includes cannot nest")])
+    return parsed
+
+
+def _include_calibration(data: dict[str, Any], source: str, base_dir: Path | None) -> None:
+    """Put the receivers of ``calibration.file`` before the inline ones (validated on their own,
+    so that errors point into that file)."""
+    section = data.get("calibration")
+    if not isinstance(section, dict) or not isinstance(section.get("file"), str):
+        return
+    path = Path(section["file"])
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        issue = ConfigIssue("calibration.file", f"{path}: file not found")
+        raise ConfigError(source, [issue])
+    parsed = read_calibration(path)
+    inline = section.get("receivers", [])
+    section["receivers"] = [r.model_dump() for r in parsed.receivers] + list(inline)
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -27,13 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent import kernels
+from edge_agent.config import ProximityConfig
 from edge_agent.errors import SourceError
+from edge_agent.tracking import DeviceTable
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 NEAR_M = 6.0
 """Samples whose true distance is under this count in the distance metric."""
-RESET_S = 15.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,17 +100,16 @@ Filter = Callable[[I64, F64, F64, int], F64]
 """(slots, t, rssi, number of slots) → smoothed RSSI per sample (NaN: no estimate)."""
 
 
-def ours(q: float = 0.03, r: float = 36.0, gate: float = 2.5) -> Filter:
-    """The agent's Kalman kernel (defaults: ``[proximity.filter]``'s)."""
+def ours(prox: ProximityConfig | None = None) -> Filter:
+    """The agent's own smoothing: its device table with ``[proximity.filter]``."""
+    prox = prox or ProximityConfig()
 
     def run(s: I64, t: F64, rssi: F64, n: int) -> F64:
-        out = np.empty(len(s))
-        z = np.zeros(n)
-        kernels.kalman_batch(
-            s, t, rssi, q, r, gate, RESET_S, z.copy(), z.copy(), z.copy(), z.copy(), z.copy(),
-            np.full(n, -np.inf), np.zeros(n, np.int64), out,
-        )  # fmt: skip
-        return out
+        table = DeviceTable(prox, [])
+        slot = np.array([table.slot("device", str(k)) for k in range(n)], dtype=np.int64)
+        res = table.update(list(slot[s]), list(t), list(rssi), [0.0] * len(s), per_sample=True)
+        assert res is not None
+        return res[0]
 
     return run
 
@@ -190,7 +190,7 @@ def espresense_median(s: I64, t: F64, rssi: F64, n: int) -> F64:
 def baselines(mine: Filter | None = None) -> dict[str, Filter]:
     """Every filter scored, ours first."""
     return {
-        "ours (Kalman)": mine or ours(),
+        "ours": mine or ours(),
         "raw": raw,
         "AltBeacon running average 20 s": altbeacon_running_average,
         "AltBeacon ARMA c=0.1": altbeacon_arma,

@@ -63,18 +63,17 @@ def ema_batch_py(
 
 
 @njit(cache=True, nogil=True)
-def log_distance(rssi: F64, tx_power_1m: F64, exponent: float, out: F64) -> None:
-    """Distance in metres from the log-distance model ``rssi = P1m - 10 n log10(d)``."""
-    inv = 1.0 / (10.0 * exponent)
+def log_distance(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> None:
+    """Distance in metres from the log-distance model ``rssi = P1m - 10 n log10(d)``, with a
+    path-loss exponent ``n`` per element (each receiver has its own)."""
     for i in range(rssi.shape[0]):
-        out[i] = 10.0 ** ((tx_power_1m[i] - rssi[i]) * inv)
+        out[i] = 10.0 ** ((tx_power_1m[i] - rssi[i]) / (10.0 * exponent[i]))
 
 
-def log_distance_py(rssi: F64, tx_power_1m: F64, exponent: float, out: F64) -> None:
+def log_distance_py(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> None:
     """Pure-Python twin of ``log_distance``."""
-    inv = 1.0 / (10.0 * exponent)
     for i in range(len(rssi)):
-        out[i] = 10.0 ** ((float(tx_power_1m[i]) - float(rssi[i])) * inv)
+        out[i] = 10.0 ** ((float(tx_power_1m[i]) - float(rssi[i])) / (10.0 * float(exponent[i])))
 
 
 MIN_RSSI = -127.0
@@ -338,7 +337,7 @@ def warm_up() -> None:
     """Compile (or load from the on-disk cache) every kernel before the first tick."""
     one = np.zeros(1)
     ema_batch(np.zeros(1, np.int64), one, one, 1.0, 1.0, np.zeros(1), np.full(1, -np.inf), one)
-    log_distance(one, one, 2.0, np.zeros(1))
+    log_distance(one, one, np.full(1, 2.0), np.zeros(1))
     i1 = np.zeros(1, np.int64)
     kalman_batch(
         i1,

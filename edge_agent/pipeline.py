@@ -44,7 +44,9 @@ class Pipeline:
     ) -> None:
         self.cfg = cfg
         self.identity = identity or Identity(cfg)
-        self.table = DeviceTable(cfg.proximity, cfg.receivers, use_jit=use_jit)
+        self.table = DeviceTable(
+            cfg.proximity, cfg.receivers, use_jit=use_jit, calibration=cfg.calibration
+        )
         self.presence = PresenceEngine(cfg)
         self.sensors = SensorTracker(cfg)
         self.decode_stats = DecodeStats()

@@ -112,7 +112,7 @@ class ScanView:
         self.cfg = cfg
         self.show_addresses = show_addresses
         self.identity = identity or Identity(cfg)
-        self.table = DeviceTable(cfg.proximity, cfg.receivers)
+        self.table = DeviceTable(cfg.proximity, cfg.receivers, calibration=cfg.calibration)
         self.decode_stats = DecodeStats()
         self.adverts = 0
         self._seen: dict[str, _Seen] = {}

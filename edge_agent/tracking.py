@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent import kernels
-from edge_agent.config import FilterConfig, ProximityConfig, ReceiverConfig
+from edge_agent.config import (
+    CalibrationConfig,
+    FilterConfig,
+    ProximityConfig,
+    ReceiverConfig,
+)
 from edge_agent.models import DeviceClass
 
 BANDS = ("immediate", "near", "far", "gone")
@@ -64,9 +69,14 @@ class DeviceTable:
         receivers: list[ReceiverConfig],
         capacity: int = 1024,
         use_jit: bool | None = None,
+        calibration: CalibrationConfig | None = None,
     ) -> None:
         self.prox = prox
         self._offsets = {r.id: r.rssi_offset_db for r in receivers}
+        self._exponents: dict[str, float] = {}
+        for cal in (calibration or CalibrationConfig()).receivers:
+            self._offsets[cal.id] = cal.rssi_offset_db
+            self._exponents[cal.id] = cal.path_loss_exponent
         if use_jit is None:
             use_jit = os.environ.get("EDGE_AGENT_PURE_PYTHON") != "1"
         k = kernels
@@ -97,6 +107,7 @@ class DeviceTable:
         ("p11", 0.0, np.float64),
         ("misses", 0, np.int64),
         ("head", 0, np.int64),
+        ("n", 2.0, np.float64),
     )
 
     def _alloc(self, n: int) -> None:
@@ -165,6 +176,7 @@ class DeviceTable:
         if "buf_t" in a:
             a["buf_t"][s] = -np.inf
         a["tx"][s] = float(self.prox.tx_power_1m_dbm)
+        a["n"][s] = self._exponents.get(receiver, self.prox.path_loss_exponent)
         a["filter"][s] = index
         self._slot_of[key] = s
         self._device_slots.setdefault(device, []).append(s)
@@ -204,13 +216,14 @@ class DeviceTable:
         self._level[touched] = out[len(s) - 1 - first_in_rev]
         self._tx[s] = np.asarray(tx, dtype=np.float64)
         dist = np.empty(len(touched))
-        self._distance(self._level[touched], self._tx[touched], self.prox.path_loss_exponent, dist)
+        n = a["n"]
+        self._distance(self._level[touched], self._tx[touched], n[touched], dist)
         self._dist[touched] = dist
         if not per_sample:
             return None
         sample_tx = np.asarray(tx, dtype=np.float64)
         sample_dist = np.empty(len(s))
-        self._distance(out, sample_tx, self.prox.path_loss_exponent, sample_dist)
+        self._distance(out, sample_tx, n[s], sample_dist)
         return out, sample_dist
 
     def _run(

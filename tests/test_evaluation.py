@@ -65,12 +65,12 @@ def test_leave_one_out_scores_every_filter_on_every_track() -> None:
     caps = [
         ev.load_capture(TRACKS / f"{n}.csv") for n in ("straight_01", "zigzagging_without_rotation")
     ]
-    filters = {"ours (Kalman)": ev.ours(), "raw": ev.raw, "ARMA": ev.altbeacon_arma}
+    filters = {"ours": ev.ours(), "raw": ev.raw, "ARMA": ev.altbeacon_arma}
     scores = ev.leave_one_out(caps, positions, filters)
     assert {(s.filter, s.track) for s in scores} == {(f, c.name) for f in filters for c in caps}
     assert all(s.samples > 100 and 0 < s.mae_m < 10 for s in scores)
     # filtering helps: every filter beats the raw signal
-    assert ev.pooled(scores, "ours (Kalman)") < ev.pooled(scores, "raw")
+    assert ev.pooled(scores, "ours") < ev.pooled(scores, "raw")
     assert ev.pooled(scores, "ARMA") < ev.pooled(scores, "raw")
 
 

@@ -50,8 +50,9 @@ def test_log_distance_matches_twin_and_model() -> None:
     rssi = np.array([-59.0, -65.0, -79.0, -99.0])
     tx = np.full(4, -59.0)
     a, b = np.empty(4), np.empty(4)
-    kernels.log_distance(rssi, tx, 2.0, a)
-    kernels.log_distance_py(rssi, tx, 2.0, b)
+    n = np.full(4, 2.0)
+    kernels.log_distance(rssi, tx, n, a)
+    kernels.log_distance_py(rssi, tx, n, b)
     np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(a, [1.0, 10**0.3, 10.0, 100.0])
 
