@@ -339,6 +339,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if cfg is None:
             return EXIT_CONFIG
         prox = cfg.proximity
+    if args.store:
+        from firmware_sim import scoring
+
+        cfg_store = _load(args.config) if args.config else None
+        if cfg_store is None:
+            print("edge-agent eval --store: needs --config (zones and receivers)", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            run = scoring.run_store(args.store, args.duration, args.seed)
+        except EdgeAgentError as err:
+            print(f"edge-agent eval: {err}", file=sys.stderr)
+            return EXIT_FAILED
+        store_scores = scoring.score_store(run, cfg_store, ev.baselines(ev.ours(prox)))
+        print(scoring.report(store_scores))
+        return EXIT_OK
+    if not args.captures or not args.receivers:
+        print("edge-agent eval: give capture CSVs and --receivers, or --store", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         positions = ev.load_positions(Path(args.receivers))
         captures = [ev.load_capture(Path(f)) for f in args.captures]
@@ -489,8 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("eval", help="score our filter and the peers' on captures with truth")
-    p.add_argument("captures", nargs="+", help="capture CSVs with truth columns")
-    p.add_argument("--receivers", required=True, help="receiver positions (JSON)")
+    p.add_argument("captures", nargs="*", help="capture CSVs with truth columns")
+    p.add_argument("--receivers", help="receiver positions (JSON), for captures")
+    p.add_argument("--store", help="instead: score on this simulated store scenario")
+    p.add_argument("--duration", type=float, default=600.0, help="simulated seconds (--store)")
+    p.add_argument("--seed", type=int, help="scenario seed (--store)")
     p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
     p.set_defaults(func=cmd_eval)
 

@@ -85,3 +85,22 @@ def test_eval_command_prints_every_filter(capsys: pytest.CaptureFixture[str]) ->
     assert all(len(line.split()) >= 3 for line in rows.values())
     assert main(["eval", tracks[0], "--receivers", str(TRACKS / "nope.json")]) == 1
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_store_scoring_has_an_oracle_and_every_filter() -> None:
+    from edge_agent.config import load_config
+    from firmware_sim import scoring
+    from tests.conftest import CONFIG_DIR
+
+    cfg = load_config(CONFIG_DIR / "agent.toml")
+    run = scoring.run_store(CONFIG_DIR / "store-demo.toml", 90.0)
+    assert len(run.t) > 10_000 and len(run.devices) > 10
+    filters = {"ours": ev.ours(cfg.proximity), "raw": ev.raw}
+    scores = {s.filter: s for s in scoring.score_store(run, cfg, filters)}
+    assert set(scores) == {scoring.ORACLE, "ours", "raw"}
+    oracle, ours, raw = scores[scoring.ORACLE], scores["ours"], scores["raw"]
+    # the oracle knows the mean signal: nothing beats it on distance; filtering beats raw
+    assert oracle.distance_mae_m < ours.distance_mae_m < raw.distance_mae_m
+    assert 0.5 < oracle.zone_accuracy <= 1.0 and 0.5 < ours.zone_accuracy <= 1.0
+    assert ours.entry_delay_p50_s >= 0 and ours.false_changes_per_hour >= 0
+    assert "oracle" in scoring.report(list(scores.values()))

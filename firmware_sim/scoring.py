@@ -1,0 +1,254 @@
+"""Scoring on the simulated store, where the truth is complete: distance error, zone accuracy,
+false zone changes and zone-entry delay, for the agent's filter, the peers' filters and an oracle
+that knows each device's true mean signal (path loss and shadowing, no fading).
+
+Every filter feeds the same distance model (the config's ``[proximity]``, the frame's stated
+power at 1 m) and the agent's own zone machine (``PresenceEngine``), ticked every
+``pipeline.tick_s``; only the smoothed RSSI differs. Static shadowing is a floor no
+single-receiver filter can beat, which is why the oracle is the yardstick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.config import AgentConfig
+from edge_agent.evaluation import NEAR_M, Filter
+from edge_agent.identity import DeviceRef
+from edge_agent.models import ContextEvent, DeviceClass
+from edge_agent.tracking import Estimate
+from edge_agent.zones import PresenceEngine
+from firmware_sim.devices import Firmware
+from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
+
+ORACLE = "oracle (true mean signal)"
+MOBILE = ("cart", "staff", "shopper")
+MATCH_WINDOW_S = 3.0
+"""An estimated zone change within this of a true one into the same zone is not false."""
+ENTRY_HORIZON_S = 30.0
+"""A true zone entry not followed by an estimated one within this counts as missed."""
+
+
+@dataclass(slots=True, frozen=True)
+class StoreRun:
+    """What the simulated store produced, as arrays (mobile devices only)."""
+
+    devices: list[str]
+    """Device ids (index = device number)."""
+    kinds: list[str]
+    """Their classes."""
+    receivers: list[str]
+    """Receiver ids."""
+    slot: np.ndarray
+    """Per advert: device * receivers + receiver."""
+    t: np.ndarray
+    """Per advert: time, s."""
+    rssi: np.ndarray
+    """Per advert: RSSI heard, dBm."""
+    tx_1m: np.ndarray
+    """Per advert: power at 1 m the frame states, dBm."""
+    oracle: np.ndarray
+    """Per advert: the true mean signal (no fading), dBm."""
+    true_m: np.ndarray
+    """Per advert: true 3-D distance to the receiver, m."""
+    truth: list[Truth]
+    """Where every mobile device was, every second."""
+    duration_s: float
+    """Simulated time."""
+
+
+def run_store(scenario: str | Path, duration_s: float, seed: int | None = None) -> StoreRun:
+    """Simulate and keep what scoring needs."""
+    sim = StoreSim(load_scenario(scenario), seed)
+    mobile: list[Firmware] = []
+    index: dict[str, int] = {}
+    rx_index = {r: j for j, r in enumerate(sim.receivers)}
+    n_rx = len(sim.receivers)
+    rows: list[tuple[int, float, float, float, float, float]] = []
+    truth: list[Truth] = []
+    for _, adverts, tr in simulate(sim, duration_s, 0.0):
+        truth += tr
+        by_dev: dict[int, list[int]] = {}
+        for k, a in enumerate(adverts):
+            i = index.get(a.address)
+            if i is None and a.address not in index:
+                dev = next((d for d in sim.devices if d.address == a.address), None)
+                if dev is not None and dev.kind in MOBILE:  # shoppers' phones come and go
+                    mobile.append(dev)
+                    index[a.address] = i = len(mobile) - 1
+            if i is not None:
+                by_dev.setdefault(i, []).append(k)
+        for i, ks in by_dev.items():
+            dev = mobile[i]
+            ts = np.array([adverts[k].t for k in ks])
+            xy = np.array([sim.paths[dev.id].at(t) for t in ts])
+            mean = sim.channel.mean_rssi(xy, np.full(len(ks), dev.tx_1m + dev.true_tx_offset_db))
+            dist = sim.channel.distance(xy)
+            for row, k in enumerate(ks):
+                a = adverts[k]
+                j = rx_index[a.receiver]
+                rows.append((i * n_rx + j, a.t, a.rssi, dev.tx_1m, mean[row, j], dist[row, j]))
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    return StoreRun(
+        [d.id for d in mobile],
+        [d.kind for d in mobile],
+        list(sim.receivers),
+        arr[:, 0].astype(np.int64),
+        arr[:, 1].copy(),
+        arr[:, 2].copy(),
+        arr[:, 3].copy(),
+        arr[:, 4].copy(),
+        arr[:, 5].copy(),
+        truth,
+        duration_s,
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class StoreScore:
+    """One filter on the simulated store."""
+
+    filter: str
+    """Filter name."""
+    distance_mae_m: float
+    """Distance error over adverts truly under ``NEAR_M``."""
+    zone_accuracy: float
+    """Share of device-seconds whose estimated zone is the true one."""
+    false_changes_per_hour: float
+    """Estimated zone entries no true entry explains, per device-hour."""
+    entry_delay_p50_s: float
+    """Median delay from a true zone entry to the estimated one."""
+    entry_delay_p90_s: float
+    """90th percentile of that delay."""
+    missed_entries: float
+    """Share of true zone entries with no estimated entry within ``ENTRY_HORIZON_S``."""
+
+
+def score(run: StoreRun, cfg: AgentConfig, name: str, smoothed: np.ndarray) -> StoreScore:
+    """Distance and zone figures for one smoothed-RSSI series."""
+    n = cfg.proximity.path_loss_exponent
+    dist = 10.0 ** ((run.tx_1m - smoothed) / (10.0 * n))
+    near = (run.true_m < NEAR_M) & np.isfinite(dist)
+    mae = float(np.abs(dist[near] - run.true_m[near]).mean())
+    zones_at, entries = _zones(run, cfg, dist)
+    return StoreScore(name, mae, *_zone_figures(run, zones_at, entries))
+
+
+def _zones(
+    run: StoreRun, cfg: AgentConfig, dist: np.ndarray
+) -> tuple[dict[tuple[int, int], str | None], list[tuple[int, float, str]]]:
+    """Tick the agent's zone machine over the estimates: the estimated zone of every device at
+    every whole second, and every estimated entry (device, time, zone)."""
+    engine = PresenceEngine(cfg)
+    n_rx = len(run.receivers)
+    refs = [
+        DeviceRef(d, DeviceClass(k), registered=True, tx_power_1m=None)
+        for d, k in zip(run.devices, run.kinds, strict=True)
+    ]
+    latest_t = np.full(len(run.devices) * n_rx, -math.inf)
+    latest_d = np.full(len(run.devices) * n_rx, math.inf)
+    gone = cfg.proximity.gone_after_s
+    tick = cfg.pipeline.tick_s
+    zones_at: dict[tuple[int, int], str | None] = {}
+    entries: list[tuple[int, float, str]] = []
+    order = np.argsort(run.t, kind="stable")
+    k = 0
+    now = 0.0
+    next_second = 0
+    out: list[ContextEvent] = []
+    while now < run.duration_s:
+        now = round(now + tick, 6)
+        while k < len(order) and run.t[order[k]] < now:
+            i = order[k]
+            latest_t[run.slot[i]] = run.t[i]
+            latest_d[run.slot[i]] = dist[i]
+            k += 1
+        for dev, ref in enumerate(refs):
+            base = dev * n_rx
+            fresh = latest_t[base : base + n_rx] >= now - gone
+            if not fresh.any() and ref.id not in engine.states:
+                continue
+            est = None
+            if fresh.any():
+                d = np.where(fresh, latest_d[base : base + n_rx], math.inf)
+                j = int(np.argmin(d))
+                est = Estimate(run.receivers[j], float(d[j]), 0.0, math.inf)
+            out.clear()
+            engine.evaluate(ref, est, now, now, out)
+            entries.extend((dev, now, e.body["zone"]) for e in out if e.type == "enter")
+        while next_second <= now:
+            for dev, ref in enumerate(refs):
+                st = engine.states.get(ref.id)
+                zones_at[(dev, next_second)] = st.zone if st else None
+            next_second += 1
+    return zones_at, entries
+
+
+def _zone_figures(
+    run: StoreRun,
+    zones_at: dict[tuple[int, int], str | None],
+    entries: list[tuple[int, float, str]],
+) -> tuple[float, float, float, float, float]:
+    index = {d: i for i, d in enumerate(run.devices)}
+    true_zone: dict[tuple[int, int], str | None] = {}
+    for tr in run.truth:
+        if tr.device in index:  # a device never heard is not scored
+            true_zone[(index[tr.device], round(tr.t))] = tr.zone
+    hits = [zones_at.get(key) == z for key, z in true_zone.items()]
+    accuracy = float(np.mean(hits)) if hits else math.nan
+    # true entries: the zone differs from the second before
+    true_entries = [
+        (dev, sec, z)
+        for (dev, sec), z in true_zone.items()
+        if z is not None and sec > 0 and true_zone.get((dev, sec - 1), z) != z
+    ]
+    false = 0
+    for dev, t, z in entries:
+        lo, hi = math.floor(t - MATCH_WINDOW_S), math.ceil(t + MATCH_WINDOW_S)
+        if not any(true_zone.get((dev, s)) == z for s in range(lo, hi + 1)):
+            false += 1
+    hours = len(run.devices) * run.duration_s / 3600.0
+    delays: list[float] = []
+    missed = 0
+    for dev, sec, z in true_entries:
+        later = [
+            t
+            for d, t, zz in entries
+            if d == dev and zz == z and sec - 2 <= t <= sec + ENTRY_HORIZON_S
+        ]
+        if later:
+            delays.append(min(later) - sec)
+        else:
+            missed += 1
+    p50 = float(np.percentile(delays, 50)) if delays else math.nan
+    p90 = float(np.percentile(delays, 90)) if delays else math.nan
+    return accuracy, false / hours, p50, p90, missed / max(len(true_entries), 1)
+
+
+def score_store(run: StoreRun, cfg: AgentConfig, filters: dict[str, Filter]) -> list[StoreScore]:
+    """The oracle first, then every filter."""
+    n_slots = len(run.devices) * len(run.receivers)
+    out = [score(run, cfg, ORACLE, run.oracle)]
+    for name, fn in filters.items():
+        out.append(score(run, cfg, name, fn(run.slot, run.t, run.rssi, n_slots)))
+    return out
+
+
+def report(scores: list[StoreScore]) -> str:
+    """The table ``edge-agent eval --store`` prints."""
+    width = max(len(s.filter) for s in scores) + 2
+    lines = [
+        f"{'filter':<{width}}{'dist MAE':>10}{'zone acc':>10}{'false/h':>9}"
+        f"{'entry p50':>11}{'entry p90':>11}{'missed':>8}"
+    ]
+    for s in scores:
+        lines.append(
+            f"{s.filter:<{width}}{s.distance_mae_m:>9.2f}m{100 * s.zone_accuracy:>9.1f}%"
+            f"{s.false_changes_per_hour:>9.2f}{s.entry_delay_p50_s:>10.1f}s"
+            f"{s.entry_delay_p90_s:>10.1f}s{100 * s.missed_entries:>7.0f}%"
+        )
+    return "\n".join(lines)
