@@ -61,6 +61,7 @@ soak: setup
 	$(BIN)/pytest -q -m soak $(PYTEST_ARGS)
 
 bench: setup
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
 
 schema: venv

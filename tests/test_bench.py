@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -145,6 +146,62 @@ def test_bench_kalman_one_euro_median_kernels_against_python_twins() -> None:
             f"ratio {jit / py:,.0f}"
         )
         assert jit > py
+
+
+def test_bench_kalman_kernel_against_filterpy() -> None:
+    """The same constant-velocity Kalman per slot with filterpy (one object per slot, one
+    predict/update per sample), against the batched kernel, in one run."""
+    kalman = pytest.importorskip("filterpy.kalman", reason="make bench installs filterpy")
+    KalmanFilter = kalman.KalmanFilter
+
+    n, slots = 20_000, 1_000
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, slots, n).astype(np.int64)
+    t = np.sort(rng.uniform(0, 100, n))
+    r = rng.normal(-70, 6, n)
+    q, meas = 0.03, 36.0
+
+    def filterpy_run() -> int:
+        filters: dict[int, tuple[Any, float]] = {}
+        for k in range(n):
+            slot, z = int(s[k]), r[k]
+            if slot not in filters:
+                kf = KalmanFilter(dim_x=2, dim_z=1)
+                kf.x = np.array([[z], [0.0]])
+                kf.H = np.array([[1.0, 0.0]])
+                kf.P = np.diag([meas, q])
+                kf.R = np.array([[meas]])
+                filters[slot] = (kf, t[k])
+                continue
+            kf, last = filters[slot]
+            dt = max(t[k] - last, 0.0)
+            kf.F = np.array([[1.0, dt], [0.0, 1.0]])
+            kf.Q = q * np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
+            kf.predict()
+            kf.update(z)
+            filters[slot] = (kf, t[k])
+        return n
+
+    big_n, big_slots = 1_000_000, 10_000
+    bs = rng.integers(0, big_slots, big_n).astype(np.int64)
+    bt = np.sort(rng.uniform(0, 1000, big_n))
+    br = rng.normal(-70, 6, big_n)
+    out = np.empty(big_n)
+
+    def kernel_run() -> int:
+        z = [np.zeros(big_slots) for _ in range(5)]
+        kernels.kalman_batch(bs, bt, br, q, meas, 1e9, 15.0, *z, np.full(big_slots, -np.inf),
+                             np.zeros(big_slots, np.int64), out)  # fmt: skip
+        return big_n
+
+    kernels.warm_up()
+    fp = _rate(filterpy_run, repeat=1)
+    jit = _rate(kernel_run, repeat=3)
+    print(
+        f"\nKalman: kernel {jit / 1e6:,.1f} M samples/s, filterpy {fp / 1e3:,.1f} k/s, "
+        f"ratio {jit / fp:,.0f}"
+    )
+    assert jit > fp
 
 
 def test_bench_pure_pipeline_on_the_simulated_store() -> None:
