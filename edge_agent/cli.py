@@ -333,17 +333,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edge_agent import evaluation as ev
     from edge_agent.config import ProximityConfig
 
-    prox = ProximityConfig()
-    if args.config:
-        cfg = _load(args.config)
-        if cfg is None:
-            return EXIT_CONFIG
-        prox = cfg.proximity
+    cfg = _load(args.config) if args.config else None
+    if args.config and cfg is None:
+        return EXIT_CONFIG
+    prox = cfg.proximity if cfg is not None else ProximityConfig()
     if args.store:
         from firmware_sim import scoring
 
-        cfg_store = _load(args.config) if args.config else None
-        if cfg_store is None:
+        if cfg is None:
             print("edge-agent eval --store: needs --config (zones and receivers)", file=sys.stderr)
             return EXIT_CONFIG
         try:
@@ -351,7 +348,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except EdgeAgentError as err:
             print(f"edge-agent eval: {err}", file=sys.stderr)
             return EXIT_FAILED
-        store_scores = scoring.score_store(run, cfg_store, ev.baselines(ev.ours(prox)))
+        store_scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(prox)))
         print(scoring.report(store_scores))
         return EXIT_OK
     if not args.captures or not args.receivers:
@@ -374,12 +371,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_agent.calibrate import fit_captures, to_toml
     from edge_agent.config import ProximityConfig
 
-    prox = ProximityConfig()
-    if args.config:
-        cfg = _load(args.config)
-        if cfg is None:
-            return EXIT_CONFIG
-        prox = cfg.proximity
+    cfg = _load(args.config) if args.config else None
+    if args.config and cfg is None:
+        return EXIT_CONFIG
+    prox = cfg.proximity if cfg is not None else ProximityConfig()
     sources = [Path(f) for f in args.captures]
     try:
         positions = ev.load_positions(Path(args.receivers))
