@@ -13,11 +13,9 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 from edge_agent.config import ProximityConfig
-from edge_agent.errors import SourceError
 from edge_agent.tracking import band_for
 
 
@@ -37,19 +35,6 @@ class SampleEstimate:
     """Smoothed RSSI after the receiver's offset, dBm."""
     distance_m: float
     """Distance from the log-distance model, metres."""
-
-
-def load_receiver_positions(path: Path) -> dict[str, tuple[float, float]]:
-    """``{"receivers": [{"id", "x", "y", …}]}`` (as ``ble-rssi-tracks/receivers.json``)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        return {str(r["id"]): (float(r["x"]), float(r["y"])) for r in doc["receivers"]}
-    except OSError as err:
-        raise SourceError(f"receivers:{path}", err.strerror or str(err)) from err
-    except (ValueError, KeyError, TypeError) as err:
-        raise SourceError(
-            f"receivers:{path}", f'expected {{"receivers": [{{"id", "x", "y"}}, …]}}: {err!r}'
-        ) from err
 
 
 class EstimateWriter:

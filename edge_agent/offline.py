@@ -32,7 +32,8 @@ from typing import IO, TYPE_CHECKING
 from edge_agent.config import AgentConfig, load_config, parse_config
 from edge_agent.consent import load_consents, normalise_match
 from edge_agent.errors import SourceError
-from edge_agent.estimates import EstimateWriter, load_receiver_positions
+from edge_agent.estimates import EstimateWriter
+from edge_agent.evaluation import load_positions
 from edge_agent.identity import Identity
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import Pipeline
@@ -250,7 +251,9 @@ def _writer(
 ) -> EstimateWriter | None:
     if out is None:
         return None
-    positions = load_receiver_positions(receivers) if receivers else None
+    positions = (
+        {k: (x, y) for k, (x, y, _) in load_positions(receivers).items()} if receivers else None
+    )
     pipeline.sample_log = []
     return EstimateWriter(out, cfg.proximity, positions)
 
