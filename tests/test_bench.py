@@ -42,6 +42,16 @@ def _rate(fn: Callable[[], int], repeat: int = 5) -> float:
     return best
 
 
+def _samples(
+    seed: int, n: int, slots: int, span_s: float = 1000.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(slot, time, rssi) of ``n`` samples spread over ``slots`` slots, in time order."""
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, slots, n).astype(np.int64)
+    t = np.sort(rng.uniform(0, span_s, n))
+    return s, t, rng.normal(-70, 6, n)
+
+
 def test_bench_decode_against_plain_struct() -> None:
     data = encode_ibeacon(IBeaconFrame("2f234454-cf6d-4a0f-adf2-f4911ba9ffa6", 1, 7, -59))
     adverts = [
@@ -68,10 +78,7 @@ def test_bench_decode_against_plain_struct() -> None:
 
 def test_bench_ema_kernel_against_python_twin() -> None:
     n, slots = 1_000_000, 10_000
-    rng = np.random.default_rng(1)
-    s = rng.integers(0, slots, n).astype(np.int64)
-    t = np.sort(rng.uniform(0, 1000, n))
-    r = rng.normal(-70, 6, n)
+    s, t, r = _samples(1, n, slots)
     out = np.empty(n)
 
     def run(fn: Callable[..., None], count: int) -> Callable[[], int]:
@@ -102,10 +109,7 @@ def test_bench_ema_kernel_against_python_twin() -> None:
 
 def test_bench_kalman_one_euro_median_kernels_against_python_twins() -> None:
     n, slots = 1_000_000, 10_000
-    rng = np.random.default_rng(2)
-    s = rng.integers(0, slots, n).astype(np.int64)
-    t = np.sort(rng.uniform(0, 1000, n))
-    r = rng.normal(-70, 6, n)
+    s, t, r = _samples(2, n, slots)
     out = np.empty(n)
 
     def kalman(fn: Callable[..., None], count: int) -> Callable[[], int]:
@@ -155,10 +159,7 @@ def test_bench_kalman_kernel_against_filterpy() -> None:
     KalmanFilter = kalman.KalmanFilter
 
     n, slots = 20_000, 1_000
-    rng = np.random.default_rng(3)
-    s = rng.integers(0, slots, n).astype(np.int64)
-    t = np.sort(rng.uniform(0, 100, n))
-    r = rng.normal(-70, 6, n)
+    s, t, r = _samples(3, n, slots, span_s=100.0)
     q, meas = 0.03, 36.0
 
     def filterpy_run() -> int:
@@ -183,9 +184,7 @@ def test_bench_kalman_kernel_against_filterpy() -> None:
         return n
 
     big_n, big_slots = 1_000_000, 10_000
-    bs = rng.integers(0, big_slots, big_n).astype(np.int64)
-    bt = np.sort(rng.uniform(0, 1000, big_n))
-    br = rng.normal(-70, 6, big_n)
+    bs, bt, br = _samples(4, big_n, big_slots)
     out = np.empty(big_n)
 
     def kernel_run() -> int:
