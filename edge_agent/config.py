@@ -312,6 +312,12 @@ class ProximityConfig(_Section):
     """A band is left only this far past its edge."""
     gone_after_s: float = Field(15.0, gt=0)
     """A receiver's estimate is dropped after this long without an advert."""
+    shadowing_db: float = Field(4.0, ge=0, le=20)
+    """Spread of the model's error at a place (shelves, bodies, antenna pattern), dB: with the
+    filter's own variance it makes each distance's uncertainty (4 dB is a typical store)."""
+    max_speed_mps: float = Field(5.0, gt=0, le=100)
+    """Speed gate: a distance estimate moves at most this fast (m/s); a jump beyond it (a
+    filter restart, a reflection) is followed at this speed, not in one step."""
 
     def filter_for(self, kind: DeviceClass) -> FilterConfig:
         """The filter of a device class."""
@@ -326,8 +332,11 @@ class ProximityConfig(_Section):
 class PresenceConfig(_Section):
     """``[presence]``: the zone state machine."""
 
-    min_dwell_s: float = Field(2.0, ge=0)
+    min_dwell_s: float = Field(1.0, ge=0)
     """A zone must be the best for this long before ``enter``."""
+    switch_margin_db: float = Field(4.0, ge=0, le=30)
+    """Receiver hysteresis: another receiver takes over from the one a device's zone was
+    decided on only when it is this much closer, in dB of path loss."""
     exit_debounce_s: float = Field(5.0, ge=0)
     """A device must be out of its zone this long before ``exit``."""
     update_interval_s: float = Field(10.0, gt=0)

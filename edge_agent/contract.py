@@ -51,9 +51,19 @@ class PresencePayload(Envelope):
     band: Band = Field(description="Proximity band to the nearest receiver.")
     receiver: str | None = Field(description="Nearest receiver.")
     distance_m: float | None = Field(description="Estimated distance to it, metres.")
+    distance_range_m: tuple[float, float] | None = Field(
+        None,
+        description="One standard deviation either side of distance_m (the filter's variance "
+        "and the model's error at a place), metres. Added in v1 (additive).",
+    )
     rssi: float | None = Field(description="Smoothed RSSI at it, dBm.")
     dwell_s: float = Field(ge=0, description="Time in the zone so far (0 on enter).")
-    confidence: float = Field(ge=0, le=1)
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="Probability, under the distance uncertainty, that the device is nearer to "
+        "this receiver than to any other and within the zone's radius.",
+    )
 
 
 class OccupancyPayload(Envelope):

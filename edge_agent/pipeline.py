@@ -129,10 +129,12 @@ class Pipeline:
             )
         presence = self.presence
         for device in touched:
-            presence.evaluate(self._refs[device], table.nearest(device, now), now, wall, out)
+            presence.evaluate(
+                self._refs[device], presence.locate(table, device, now), now, wall, out
+            )
         for device, st in list(presence.states.items()):
             if device not in touched and (st.zone is not None or st.pending is not None):
-                presence.evaluate(st.ref, table.nearest(device, now), now, wall, out)
+                presence.evaluate(st.ref, presence.locate(table, device, now), now, wall, out)
         presence.occupancy(now, wall, out)
         self.sensors.beacon_health(now, wall, out)
         if now >= self._next_sweep:

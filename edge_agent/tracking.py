@@ -6,6 +6,7 @@ have been gone for a while are recycled, so memory follows the devices present, 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -35,6 +36,18 @@ class Estimate:
     """Smoothed RSSI at that receiver (after the receiver's offset), dBm."""
     runner_up_m: float
     """Distance to the second-nearest receiver (``inf`` when only one hears it)."""
+    sigma: float = 0.0
+    """Uncertainty of the distance: one standard deviation of its natural log (the filter's
+    variance and ``shadowing_db``), so the distance is within ``×/÷ e^sigma`` about 2 times
+    in 3."""
+    runner_up_sigma: float = 0.0
+    """The same for the runner-up."""
+
+    @property
+    def distance_range_m(self) -> tuple[float, float]:
+        """One standard deviation either side of ``distance_m``."""
+        k = math.exp(self.sigma)
+        return self.distance_m / k, self.distance_m * k
 
 
 def band_for(distance: float, current: str, prox: ProximityConfig) -> str:
@@ -108,6 +121,7 @@ class DeviceTable:
         ("misses", 0, np.int64),
         ("head", 0, np.int64),
         ("n", 2.0, np.float64),
+        ("dist_t", -np.inf, np.float64),
     )
 
     def _alloc(self, n: int) -> None:
@@ -215,16 +229,42 @@ class DeviceTable:
         touched, first_in_rev = np.unique(rev, return_index=True)
         self._level[touched] = out[len(s) - 1 - first_in_rev]
         self._tx[s] = np.asarray(tx, dtype=np.float64)
-        dist = np.empty(len(touched))
-        n = a["n"]
-        self._distance(self._level[touched], self._tx[touched], n[touched], dist)
-        self._dist[touched] = dist
+        self._settle(touched)
         if not per_sample:
             return None
         sample_tx = np.asarray(tx, dtype=np.float64)
         sample_dist = np.empty(len(s))
-        self._distance(out, sample_tx, n[s], sample_dist)
+        self._distance(out, sample_tx, a["n"][s], sample_dist)
         return out, sample_dist
+
+    def set_levels(
+        self, slots: list[int], t: list[float], levels: list[float], tx: list[float]
+    ) -> None:
+        """Smoothed RSSI computed elsewhere (another filter, scored against ours): the
+        distance model, its uncertainty and the speed gate as for ``update``."""
+        if not slots:
+            return
+        s = np.asarray(slots, dtype=np.int64)
+        np.maximum.at(self._last_t, s, np.asarray(t, dtype=np.float64))
+        self._level[s] = np.asarray(levels, dtype=np.float64)
+        self._tx[s] = np.asarray(tx, dtype=np.float64)
+        self._settle(np.unique(s))
+
+    def _settle(self, touched: np.ndarray) -> None:
+        """Distance of touched slots from their level, with the speed gate: a distance moves
+        at most ``max_speed_mps`` since the previous one (unless that one is stale)."""
+        a = self._arrays
+        dist = np.empty(len(touched))
+        self._distance(self._level[touched], self._tx[touched], a["n"][touched], dist)
+        prev = self._dist[touched]
+        t = self._last_t[touched]
+        dt = t - a["dist_t"][touched]
+        gated = np.isfinite(prev) & np.isfinite(dist) & (dt <= self.prox.gone_after_s)
+        if gated.any():
+            step = self.prox.max_speed_mps * dt[gated]
+            dist[gated] = np.clip(dist[gated], prev[gated] - step, prev[gated] + step)
+        self._dist[touched] = dist
+        a["dist_t"][touched] = t
 
     def _run(
         self,
@@ -259,24 +299,51 @@ class DeviceTable:
         """The configured RSSI offset of a receiver (0 for unknown receivers)."""
         return self._offsets.get(receiver, 0.0)
 
-    def nearest(self, device: str, now: float) -> Estimate | None:
-        """The nearest receiver that heard the device within ``gone_after_s``, if any."""
+    def sigma(self, slot: int) -> float:
+        """Uncertainty of a slot's distance: standard deviation of its natural log."""
+        a = self._arrays
+        f = self._params[int(a["filter"][slot])] if self._params else None
+        var = float(a["p00"][slot]) if f is not None and f.kind == "kalman" else 0.0
+        db = math.sqrt(max(var, 0.0) + self.prox.shadowing_db**2)
+        return db * math.log(10.0) / (10.0 * float(a["n"][slot]))
+
+    def nearest(
+        self, device: str, now: float, prefer: str | None = None, margin_db: float = 0.0
+    ) -> Estimate | None:
+        """The nearest receiver that heard the device within ``gone_after_s``, if any. With
+        ``prefer`` (the receiver the device's zone was decided on), that receiver stays the
+        answer while no other is closer by more than ``margin_db`` of path loss."""
         best = second = np.inf
-        best_slot = -1
+        best_slot = second_slot = kept = -1
         horizon = now - self.prox.gone_after_s
         for s in self._device_slots.get(device, ()):
             if self._last_t[s] < horizon:
                 continue
+            key = self._slot_key[s]
+            if prefer is not None and key is not None and key[1] == prefer:
+                kept = s
             d = self._dist[s]
             if d < best:
-                best, second, best_slot = d, best, s
+                best, second, best_slot, second_slot = d, best, s, best_slot
             elif d < second:
-                second = d
+                second, second_slot = d, s
         if best_slot < 0:
             return None
+        if kept >= 0 and kept != best_slot:
+            n = float(self._arrays["n"][kept])
+            if self._dist[kept] <= best * 10.0 ** (margin_db / (10.0 * n)):
+                best_slot, second_slot = kept, best_slot
+                best, second = float(self._dist[kept]), best
         key = self._slot_key[best_slot]
         assert key is not None
-        return Estimate(key[1], float(best), float(self._level[best_slot]), float(second))
+        return Estimate(
+            key[1],
+            float(best),
+            float(self._level[best_slot]),
+            float(second),
+            self.sigma(best_slot),
+            self.sigma(second_slot) if second_slot >= 0 else 0.0,
+        )
 
     def last_seen(self, device: str) -> float:
         """Latest sample time of the device on any receiver (``-inf`` if unknown)."""

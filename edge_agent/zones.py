@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from edge_agent.config import AgentConfig
 from edge_agent.identity import DeviceRef
 from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.tracking import Estimate, band_for
+from edge_agent.tracking import DeviceTable, Estimate, band_for
 
 PRIORITY_UPDATE = 0
 PRIORITY_PRESENCE = 2
@@ -27,6 +27,8 @@ class DeviceState:
     last_update: float = 0.0
     band: str = "gone"
     last: Estimate | None = None
+    anchor: str | None = None
+    """Receiver the current zone was decided on (receiver hysteresis keeps it)."""
 
 
 class PresenceEngine:
@@ -46,6 +48,25 @@ class PresenceEngine:
     def in_zone(self, zone: str) -> list[DeviceState]:
         """Devices currently in ``zone``."""
         return [s for s in self.states.values() if s.zone == zone]
+
+    def locate(self, table: DeviceTable, device: str, now: float) -> Estimate | None:
+        """The device's estimate from ``table``, keeping the receiver its zone was decided on
+        until another is closer by ``presence.switch_margin_db``."""
+        st = self.states.get(device)
+        anchor = st.anchor if st is not None and st.zone is not None else None
+        return table.nearest(device, now, anchor, self._presence.switch_margin_db)
+
+    def confidence(self, est: Estimate, zone: str) -> float:
+        """Probability, under the distance uncertainty, that the device is nearer to the
+        estimate's receiver than to the runner-up and within the zone's radius."""
+        d = max(est.distance_m, 1e-3)
+        sigma = max(est.sigma, 1e-6)
+        inside = _phi((math.log(self._radius[zone]) - math.log(d)) / sigma)
+        if math.isinf(est.runner_up_m):
+            return inside
+        spread = math.hypot(sigma, est.runner_up_sigma)
+        nearer = _phi((math.log(max(est.runner_up_m, 1e-3)) - math.log(d)) / spread)
+        return inside * nearer
 
     def _candidate(self, st: DeviceState, est: Estimate | None) -> str | None:
         if est is None:
@@ -74,6 +95,8 @@ class PresenceEngine:
         if cand == st.zone:
             st.pending = cand
             st.pending_since = now
+            if est is not None and cand is not None:
+                st.anchor = est.receiver
             if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
                 self._emit(out, "update", st, st.zone, now, wall)
                 st.last_update = now
@@ -95,6 +118,7 @@ class PresenceEngine:
             st.zone = None
         if cand is not None and held >= self._presence.min_dwell_s:
             st.zone = cand
+            st.anchor = est.receiver if est is not None else None
             st.entered_at = now
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
@@ -128,19 +152,14 @@ class PresenceEngine:
         est = st.last
         distance = rssi = None
         receiver = None
+        spread: list[float] | None = None
         confidence = 0.0
         if est is not None:
             distance = round(est.distance_m, 2)
             rssi = round(est.rssi, 1)
             receiver = est.receiver
-            radius = self._radius[zone]
-            closeness = max(0.0, 1.0 - est.distance_m / (2.0 * radius))
-            margin = (
-                1.0
-                if math.isinf(est.runner_up_m)
-                else min(1.0, (est.runner_up_m - est.distance_m) / max(est.runner_up_m, 1e-6) * 2.0)
-            )
-            confidence = round(0.5 * closeness + 0.5 * max(0.0, margin), 3)
+            spread = [round(v, 2) for v in est.distance_range_m]
+            confidence = round(self.confidence(est, zone), 3)
         return ContextEvent(
             topic=f"presence/{st.ref.id}",
             type=kind,
@@ -152,6 +171,7 @@ class PresenceEngine:
                 "band": st.band,
                 "receiver": receiver,
                 "distance_m": distance,
+                "distance_range_m": spread,
                 "rssi": rssi,
                 "dwell_s": round(now - st.entered_at, 3) if kind != "enter" else 0.0,
                 "confidence": confidence,
@@ -200,3 +220,8 @@ class PresenceEngine:
                     priority=PRIORITY_PRESENCE,
                 )
             )
+
+
+def _phi(z: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))

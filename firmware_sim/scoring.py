@@ -20,7 +20,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.evaluation import NEAR_M, Filter
 from edge_agent.identity import DeviceRef
 from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.tracking import Estimate
+from edge_agent.tracking import DeviceTable
 from edge_agent.zones import PresenceEngine
 from firmware_sim.devices import Firmware
 from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
@@ -134,51 +134,56 @@ def score(run: StoreRun, cfg: AgentConfig, name: str, smoothed: np.ndarray) -> S
     dist = 10.0 ** ((run.tx_1m - smoothed) / (10.0 * n))
     near = (run.true_m < NEAR_M) & np.isfinite(dist)
     mae = float(np.abs(dist[near] - run.true_m[near]).mean())
-    zones_at, entries = _zones(run, cfg, dist)
+    zones_at, entries = _zones(run, cfg, smoothed)
     return StoreScore(name, mae, *_zone_figures(run, zones_at, entries))
 
 
 def _zones(
-    run: StoreRun, cfg: AgentConfig, dist: np.ndarray
+    run: StoreRun, cfg: AgentConfig, smoothed: np.ndarray
 ) -> tuple[dict[tuple[int, int], str | None], list[tuple[int, float, str]]]:
-    """Tick the agent's zone machine over the estimates: the estimated zone of every device at
-    every whole second, and every estimated entry (device, time, zone)."""
+    """Tick the agent's own device table (distance model, uncertainty, speed gate) and zone
+    machine over the smoothed RSSI: the estimated zone of every device at every whole second,
+    and every estimated entry (device, time, zone)."""
     engine = PresenceEngine(cfg)
+    table = DeviceTable(cfg.proximity, cfg.receivers, capacity=len(run.devices) * 8)
     n_rx = len(run.receivers)
     refs = [
         DeviceRef(d, DeviceClass(k), registered=True, tx_power_1m=None)
         for d, k in zip(run.devices, run.kinds, strict=True)
     ]
-    latest_t = np.full(len(run.devices) * n_rx, -math.inf)
-    latest_d = np.full(len(run.devices) * n_rx, math.inf)
+    slot_of = np.array(
+        [table.slot(ref.id, rx, ref.kind) for ref in refs for rx in run.receivers],
+        dtype=np.int64,
+    )
+    last_heard = np.full(len(refs), -math.inf)
     gone = cfg.proximity.gone_after_s
     tick = cfg.pipeline.tick_s
     zones_at: dict[tuple[int, int], str | None] = {}
     entries: list[tuple[int, float, str]] = []
     order = np.argsort(run.t, kind="stable")
+    order = order[np.isfinite(smoothed[order])]
     k = 0
     now = 0.0
     next_second = 0
     out: list[ContextEvent] = []
     while now < run.duration_s:
         now = round(now + tick, 6)
-        while k < len(order) and run.t[order[k]] < now:
-            i = order[k]
-            latest_t[run.slot[i]] = run.t[i]
-            latest_d[run.slot[i]] = dist[i]
-            k += 1
+        j = int(np.searchsorted(run.t[order], now, side="left"))
+        if j > k:
+            batch = order[k:j]
+            table.set_levels(
+                list(slot_of[run.slot[batch]]),
+                list(run.t[batch]),
+                list(smoothed[batch]),
+                list(run.tx_1m[batch]),
+            )
+            np.maximum.at(last_heard, run.slot[batch] // n_rx, run.t[batch])
+            k = j
         for dev, ref in enumerate(refs):
-            base = dev * n_rx
-            fresh = latest_t[base : base + n_rx] >= now - gone
-            if not fresh.any() and ref.id not in engine.states:
+            if last_heard[dev] < now - gone and ref.id not in engine.states:
                 continue
-            est = None
-            if fresh.any():
-                d = np.where(fresh, latest_d[base : base + n_rx], math.inf)
-                j = int(np.argmin(d))
-                est = Estimate(run.receivers[j], float(d[j]), 0.0, math.inf)
             out.clear()
-            engine.evaluate(ref, est, now, now, out)
+            engine.evaluate(ref, engine.locate(table, ref.id, now), now, now, out)
             entries.extend((dev, now, e.body["zone"]) for e in out if e.type == "enter")
         while next_second <= now:
             for dev, ref in enumerate(refs):
