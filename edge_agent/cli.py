@@ -21,6 +21,7 @@ from edge_agent.sources import AdvertSource
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
+    from edge_agent.config import ReceiverCalibration
 
 _LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
@@ -366,27 +367,74 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Fit every receiver from captures with truth and write the calibration TOML."""
+    """Fit receivers from captures with truth (``--from``) or from a beacon held at known
+    distances (``--interactive``), and write the calibration TOML."""
     from edge_agent import evaluation as ev
     from edge_agent.calibrate import fit_captures, to_toml
     from edge_agent.config import ProximityConfig
 
+    if bool(args.captures) == bool(args.interactive):
+        print("edge-agent calibrate: give either --from CAPTURE… or --interactive", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.interactive and (not args.config or not args.device):
+        print("edge-agent calibrate --interactive: needs --config and --device", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.captures and not args.receivers:
+        print("edge-agent calibrate --from: needs --receivers (positions JSON)", file=sys.stderr)
+        return EXIT_CONFIG
     cfg = _load(args.config) if args.config else None
     if args.config and cfg is None:
         return EXIT_CONFIG
     prox = cfg.proximity if cfg is not None else ProximityConfig()
-    sources = [Path(f) for f in args.captures]
     try:
-        positions = ev.load_positions(Path(args.receivers))
-        receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
+        if args.interactive:
+            assert cfg is not None
+            _setup_logging(args.log_level)
+            receivers = _calibrate_interactive(cfg, args)
+            origin = f"{args.device} held at {args.distances} m (interactive)"
+        else:
+            sources = [Path(f) for f in args.captures]
+            positions = ev.load_positions(Path(args.receivers))
+            receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
+            origin = ", ".join(p.name for p in sources)
     except (EdgeAgentError, KeyError) as err:
         print(f"edge-agent calibrate: {err}", file=sys.stderr)
         return EXIT_FAILED
-    Path(args.out).write_text(to_toml(receivers, sources, prox.tx_power_1m_dbm), encoding="utf-8")
+    Path(args.out).write_text(to_toml(receivers, origin, prox.tx_power_1m_dbm), encoding="utf-8")
     for r in receivers:
         print(f"{r.id}: offset {r.rssi_offset_db:+.1f} dB, exponent {r.path_loss_exponent:.2f}")
     print(f"wrote {args.out} ({len(receivers)} receivers)")
     return EXIT_OK
+
+
+def _calibrate_interactive(cfg: AgentConfig, args: argparse.Namespace) -> list[ReceiverCalibration]:
+    from edge_agent.calibrate import interactive
+    from edge_agent.errors import CalibrationError
+
+    try:
+        distances = [float(d) for d in str(args.distances).split(",") if d.strip()]
+    except ValueError as err:
+        raise CalibrationError("--distances", f"not a number: {err}") from err
+    if not distances or min(distances) <= 0:
+        raise CalibrationError("--distances", "give distances in metres above 0, e.g. 1,2,4,8")
+
+    async def ask(prompt: str) -> str:
+        print(prompt, end="", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        return line if line else "q"  # end of input: stop here
+
+    return asyncio.run(
+        interactive(
+            cfg,
+            make_source(cfg),
+            args.device,
+            distances,
+            args.seconds,
+            ask,
+            lambda text: print(text, flush=True),
+            args.receiver,
+        )
+    )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -510,13 +558,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("calibrate", help="fit receivers from captures with truth")
-    p.add_argument(
-        "--from", dest="captures", nargs="+", required=True, help="capture CSVs with truth"
+    p = sub.add_parser(
+        "calibrate", help="fit receivers from captures with truth, or interactively on site"
     )
-    p.add_argument("--receivers", required=True, help="receiver positions (JSON)")
+    p.add_argument("--from", dest="captures", nargs="+", help="capture CSVs with truth")
+    p.add_argument("--receivers", help="receiver positions (JSON), with --from")
+    p.add_argument(
+        "--interactive", action="store_true", help="hold a beacon at known distances on site"
+    )
+    p.add_argument("--device", help="the beacon held (its id as scan shows it), --interactive")
+    p.add_argument("--distances", default="1,2,4,8", help="metres, in order (default 1,2,4,8)")
+    p.add_argument("--seconds", type=float, default=20.0, help="recorded per distance")
+    p.add_argument("--receiver", help="receiver held against (default: loudest at the first)")
     p.add_argument("--out", required=True, help="calibration TOML to write")
     p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")

@@ -94,3 +94,12 @@ class ControlError(EdgeAgentError):
         self.socket_path = socket_path
         self.reason = reason
         super().__init__(f"control socket {socket_path}: {reason}")
+
+
+class CalibrationError(EdgeAgentError):
+    """A calibration cannot be fitted from what was recorded."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"calibration of {subject}: {reason}")

@@ -74,3 +74,118 @@ def test_agent_toml_includes_a_calibration_file(tmp_path: Path, write_config: ob
     (cfg_path.parent / "cal.toml").unlink()
     with pytest.raises(ConfigError, match=r"calibration\.file"):
         load_config(cfg_path)
+
+
+# ------------------------------------------------------------------------------- interactive
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "agent.toml"
+CART_UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
+
+
+class HeldBeacon:
+    """A cart tag (real iBeacon bytes) the test holds at ``distance`` from ``hci0``; ``hci1``
+    is 5 m further. The radio: the receiver's own offset and exponent, 3 dB fading."""
+
+    name = "held-beacon"
+
+    def __init__(self, offset_db: float, exponent: float) -> None:
+        self.distance = 1.0
+        self.offset_db = offset_db
+        self.exponent = exponent
+        self.rng = np.random.default_rng(5)
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def wall_at(self, t: float) -> float:
+        return 1.7e9 + t
+
+    def adapter_health(self) -> list[object]:
+        return []
+
+    async def run(self, sink: object) -> None:
+        import asyncio
+
+        from edge_agent.models import Advert, IBeaconFrame
+        from edge_agent.sources import AdvertSink
+        from firmware_sim.encoders import encode_ibeacon
+
+        assert isinstance(sink, AdvertSink)
+        payload = encode_ibeacon(IBeaconFrame(CART_UUID, 1, 7, -62))
+        while True:
+            for rx, d in (("hci0", self.distance), ("hci1", self.distance + 5.0)):
+                rssi = -62 + self.offset_db - 10 * self.exponent * np.log10(d)
+                rssi += self.rng.normal(0.0, 3.0)
+                sink.offer(
+                    Advert("C0:00:00:00:00:07", round(rssi), self.t, self.wall_at(self.t), rx,
+                           "random", {0x004C: payload})
+                )  # fmt: skip
+            self.t += 0.02
+            await asyncio.sleep(0.002)
+
+
+def test_interactive_calibration_fits_the_receiver_held_against() -> None:
+    import asyncio
+
+    from edge_agent.calibrate import interactive
+
+    cfg = load_config(CONFIG)
+    beacon = HeldBeacon(offset_db=-6.0, exponent=2.6)
+    prompts: list[str] = []
+    said: list[str] = []
+
+    async def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        beacon.distance = float(prompt.split(" at ")[1].split(" m")[0])
+        return "\n"
+
+    (fit,) = asyncio.run(
+        interactive(cfg, beacon, "cart-7", [1.0, 2.0, 4.0, 8.0], 0.4, ask, said.append)  # type: ignore[arg-type]
+    )
+    assert len(prompts) == 4 and len(said) == 4 and "hci0" in said[0]
+    assert fit.id == "hci0"  # the loudest at the first distance
+    assert fit.path_loss_exponent == pytest.approx(2.6, abs=0.3)
+    assert fit.rssi_offset_db == pytest.approx(6.0, abs=1.5)
+
+
+def test_interactive_calibration_stops_on_q_and_keeps_the_default_exponent() -> None:
+    import asyncio
+
+    from edge_agent.calibrate import interactive
+
+    cfg = load_config(CONFIG)
+    beacon = HeldBeacon(offset_db=4.0, exponent=3.0)
+    answers = iter(["\n", "q\n"])
+
+    async def ask(prompt: str) -> str:
+        return next(answers)
+
+    (fit,) = asyncio.run(
+        interactive(cfg, beacon, "cart-7", [1.0, 2.0], 0.3, ask, lambda _: None)  # type: ignore[arg-type]
+    )
+    assert fit.path_loss_exponent == cfg.proximity.path_loss_exponent  # one distance only
+    assert fit.rssi_offset_db == pytest.approx(-4.0, abs=1.5)
+
+
+def test_interactive_calibration_of_a_device_never_heard_fails_clearly() -> None:
+    import asyncio
+
+    from edge_agent.calibrate import interactive
+    from edge_agent.errors import CalibrationError
+
+    async def ask(prompt: str) -> str:
+        return "\n"
+
+    with pytest.raises(CalibrationError, match="cart-99: the device was not heard"):
+        asyncio.run(
+            interactive(load_config(CONFIG), HeldBeacon(0.0, 2.0), "cart-99", [1.0], 0.2, ask,
+                        lambda _: None)  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def test_calibrate_needs_either_captures_or_interactive(tmp_path: Path) -> None:
+    out = str(tmp_path / "c.toml")
+    assert main(["calibrate", "--out", out]) == 2
+    assert main(["calibrate", "--interactive", "--out", out]) == 2
+    assert main(["calibrate", "--from", "x.csv", "--out", out]) == 2
