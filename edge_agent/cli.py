@@ -351,6 +351,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         store_scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(prox)))
         print(scoring.report(store_scores))
+        print("\n".join(scoring.verdict(store_scores)))
         return EXIT_OK
     if not args.captures or not args.receivers:
         print("edge-agent eval: give capture CSVs and --receivers, or --store", file=sys.stderr)
@@ -363,6 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"edge-agent eval: {err}", file=sys.stderr)
         return EXIT_FAILED
     print(ev.report(scores))
+    print("\n".join(ev.verdict(scores)))
     return EXIT_OK
 
 

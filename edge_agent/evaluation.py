@@ -330,3 +330,25 @@ def pooled(scores: Sequence[Score], name: str) -> float:
     """A filter's error over every scored sample of every track."""
     mine = [s for s in scores if s.filter == name]
     return sum(s.mae_m * s.samples for s in mine) / max(sum(s.samples for s in mine), 1)
+
+
+TARGET_MAE_M = 1.5
+"""The issue's target for one receiver's stream (DESIGN §5)."""
+
+
+def verdict(scores: Sequence[Score], mine: str = "ours") -> list[str]:
+    """The acceptance lines under the table: the target and every baseline beaten."""
+    ours_mae = pooled(scores, mine)
+    others = {n: pooled(scores, n) for n in dict.fromkeys(s.filter for s in scores) if n != mine}
+    best = min(others, key=others.__getitem__) if others else None
+    lines = [
+        f"{'pass' if ours_mae <= TARGET_MAE_M else 'FAIL'}: {mine} {ours_mae:.2f} m "
+        f"(target ≤ {TARGET_MAE_M} m)"
+    ]
+    if best is not None:
+        ok = ours_mae < others[best]
+        lines.append(
+            f"{'pass' if ok else 'FAIL'}: better than every baseline "
+            f"(best baseline: {best} {others[best]:.2f} m)"
+        )
+    return lines

@@ -11,6 +11,7 @@ single-receiver filter can beat, which is why the oracle is the yardstick.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,3 +258,53 @@ def report(scores: list[StoreScore]) -> str:
             f"{s.entry_delay_p90_s:>10.1f}s{100 * s.missed_entries:>7.0f}%"
         )
     return "\n".join(lines)
+
+
+def verdict(scores: list[StoreScore], mine: str = "ours") -> list[str]:
+    """The issue's store targets, each against the oracle or an absolute bound, and each
+    against every baseline: one ``pass``/``FAIL`` line per figure."""
+    by = {s.filter: s for s in scores}
+    me, oracle = by[mine], by[ORACLE]
+    rest = [s for s in scores if s.filter not in (mine, ORACLE)]
+    checks: list[tuple[str, bool, str, Callable[[StoreScore], float], bool]] = [
+        (
+            "distance MAE",
+            me.distance_mae_m <= 1.05 * oracle.distance_mae_m,
+            f"{me.distance_mae_m:.2f} m, oracle {oracle.distance_mae_m:.2f} m (within 5 %)",
+            lambda s: s.distance_mae_m,
+            False,
+        ),
+        (
+            "zone accuracy",
+            me.zone_accuracy >= oracle.zone_accuracy - 0.02,
+            f"{100 * me.zone_accuracy:.1f} %, oracle {100 * oracle.zone_accuracy:.1f} % "
+            "(within 2 points)",
+            lambda s: s.zone_accuracy,
+            True,
+        ),
+        (
+            "zone-entry delay p50",
+            me.entry_delay_p50_s <= 1.0,
+            f"{me.entry_delay_p50_s:.1f} s (target ≤ 1 s; oracle {oracle.entry_delay_p50_s:.1f} s)",
+            lambda s: s.entry_delay_p50_s,
+            False,
+        ),
+        (
+            "false zone changes",
+            me.false_changes_per_hour <= 1.0,
+            f"{me.false_changes_per_hour:.1f} per device-hour (target ≤ 1; oracle "
+            f"{oracle.false_changes_per_hour:.1f})",
+            lambda s: s.false_changes_per_hour,
+            False,
+        ),
+    ]
+    lines: list[str] = []
+    for name, ok, text, key, higher in checks:
+        mine_v = key(me)
+        beaten = [s.filter for s in rest if (key(s) >= mine_v if higher else key(s) <= mine_v)]
+        lines.append(f"{'pass' if ok else 'FAIL'}: {name} {text}")
+        lines.append(
+            f"{'pass' if not beaten else 'FAIL'}: {name} better than every baseline"
+            + (f" (not: {', '.join(beaten)})" if beaten else "")
+        )
+    return lines

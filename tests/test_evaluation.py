@@ -80,8 +80,12 @@ def test_eval_command_prints_every_filter(capsys: pytest.CaptureFixture[str]) ->
     tracks = [str(TRACKS / f"{n}.csv") for n in ("straight_01", "zigzagging_without_rotation")]
     assert main(["eval", *tracks, "--receivers", str(TRACKS / "receivers.json")]) == 0
     out = capsys.readouterr().out
-    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()[2:]}
+    lines = out.splitlines()[2:]
+    verdict = [line for line in lines if line.startswith(("pass:", "FAIL:"))]
+    rows = {line.split("  ")[0].strip(): line for line in lines if line not in verdict}
     assert set(rows) == set(ev.baselines())
+    assert len(verdict) == 2 and "target ≤ 1.5 m" in verdict[0]
+    assert "better than every baseline" in verdict[1]
     assert all(len(line.split()) >= 3 for line in rows.values())
     assert main(["eval", tracks[0], "--receivers", str(TRACKS / "nope.json")]) == 1
     assert "nope.json" in capsys.readouterr().err
@@ -104,3 +108,27 @@ def test_store_scoring_has_an_oracle_and_every_filter() -> None:
     assert 0.5 < oracle.zone_accuracy <= 1.0 and 0.5 < ours.zone_accuracy <= 1.0
     assert ours.entry_delay_p50_s >= 0 and ours.false_changes_per_hour >= 0
     assert "oracle" in scoring.report(list(scores.values()))
+
+
+def test_store_verdict_holds_ours_to_the_oracle_and_every_baseline() -> None:
+    from firmware_sim import scoring
+
+    def sc(name: str, mae: float, acc: float, false: float, p50: float) -> scoring.StoreScore:
+        return scoring.StoreScore(name, mae, acc, false, p50, p50 * 2, 0.0)
+
+    oracle = sc(scoring.ORACLE, 1.50, 0.95, 2.0, 1.0)
+    good = sc("ours", 1.55, 0.94, 0.8, 0.9)
+    peer = sc("peer", 1.60, 0.90, 5.0, 2.0)
+    lines = scoring.verdict([oracle, good, peer])
+    assert len(lines) == 8 and all(line.startswith("pass:") for line in lines), lines
+    slow = sc("ours", 1.60, 0.92, 0.8, 3.0)  # 6.7 % off the oracle, 3 points, late
+    lines = scoring.verdict([oracle, slow, peer])
+    failed = [line for line in lines if line.startswith("FAIL:")]
+    assert [f.split(":")[1].split()[0] for f in failed] == [
+        "distance",
+        "distance",
+        "zone",
+        "zone-entry",
+        "zone-entry",
+    ]
+    assert "(not: peer)" in failed[1]
