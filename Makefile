@@ -53,7 +53,7 @@ typecheck: venv
 
 unit: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS)
-	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_pipeline.py
+	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_pipeline.py tests/test_proximity.py
 
 test: setup lint typecheck unit
 
