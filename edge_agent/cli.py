@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -421,8 +422,21 @@ def _calibrate_interactive(cfg: AgentConfig, args: argparse.Namespace) -> list[R
         raise CalibrationError("--distances", "give distances in metres above 0, e.g. 1,2,4,8")
 
     async def ask(prompt: str) -> str:
+        # A daemon thread, not the default executor: if the radio fails while the prompt
+        # waits, the command ends with the error instead of waiting for a keypress.
         print(prompt, end="", flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str] = loop.create_future()
+
+        def give(line: str) -> None:
+            if not answer.done():
+                answer.set_result(line)
+
+        def read() -> None:
+            loop.call_soon_threadsafe(give, sys.stdin.readline())
+
+        threading.Thread(target=read, name="calibrate-prompt", daemon=True).start()
+        line = await answer
         return line if line else "q"  # end of input: stop here
 
     return asyncio.run(
