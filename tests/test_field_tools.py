@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.broker import LocalMosquitto
-from edge_agent.config import load_config
+from edge_agent.config import load_config, read_calibration
 from edge_agent.contract import model_for
 from edge_agent.offline import registered_addresses
 from edge_agent.sources.replay import read_adverts
@@ -202,3 +202,27 @@ def test_replay_of_a_bad_file_names_the_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_calibrate_interactive_on_the_command_line(tmp_path: Path) -> None:
+    """The field session through the command: prompts on stdout, Enter per distance on stdin,
+    the simulated store as the radio (staff-ana stays where she is, so only the flow and the
+    file are checked here; the fit itself is in test_calibrate)."""
+    cfg = sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=5.0, duration=None)
+    out = tmp_path / "cal.toml"
+    base = [sys.executable, "-m", "edge_agent", "calibrate", "--interactive", "-c", str(cfg)]
+    proc = subprocess.run(
+        [*base, "--device", "staff-ana", "--distances", "1,2", "--seconds", "0.5", "--out",
+         str(out)],
+        input="\n\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("press Enter") == 2 and "adverts, median" in proc.stdout
+    assert out.read_text().count("[[calibration.receivers]]") == 1
+    (fitted,) = read_calibration(out).receivers  # the agent reads what it wrote
+    assert fitted.id.startswith("rx-")
+    bad = subprocess.run(
+        [*base, "--device", "staff-ana", "--distances", "1,x", "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "not a number" in bad.stderr
