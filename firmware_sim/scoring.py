@@ -163,13 +163,14 @@ def _zones(
     entries: list[tuple[int, float, str]] = []
     order = np.argsort(run.t, kind="stable")
     order = order[np.isfinite(smoothed[order])]
+    t_sorted = run.t[order]
     k = 0
     now = 0.0
     next_second = 0
     out: list[ContextEvent] = []
     while now < run.duration_s:
         now = round(now + tick, 6)
-        j = int(np.searchsorted(run.t[order], now, side="left"))
+        j = int(np.searchsorted(t_sorted, now, side="left"))
         if j > k:
             batch = order[k:j]
             table.set_levels(
