@@ -65,3 +65,15 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+def record_store(rec: Path, duration: float, truth: Path | None = None) -> None:
+    """The demo store recorded by ``firmware-sim run`` for ``duration`` simulated seconds
+    (and its ground truth, when asked)."""
+    from firmware_sim.cli import main as sim_main
+
+    args = ["run", "--scenario", str(CONFIG_DIR / "store-demo.toml"), "--duration"]
+    args += [f"{duration:g}", "--record", str(rec)]
+    if truth is not None:
+        args += ["--truth", str(truth)]
+    assert sim_main(args) == 0

@@ -16,8 +16,7 @@ from edge_agent.config import load_config, read_calibration
 from edge_agent.contract import model_for
 from edge_agent.offline import registered_addresses
 from edge_agent.sources.replay import read_adverts
-from firmware_sim.cli import main as sim_main
-from tests.conftest import CONFIG_DIR
+from tests.conftest import record_store
 from tests.mqtt_watch import Watcher
 from tests.test_integration import ROOT_TOPIC, sim_config
 
@@ -88,17 +87,7 @@ def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
     assert "pseudonymised" in out
     assert stat.S_IMODE(rec.stat().st_mode) == 0o600
     raw = tmp_path / "raw.jsonl"
-    sim_main(
-        [
-            "run",
-            "--scenario",
-            str(CONFIG_DIR / "store-demo.toml"),
-            "--duration",
-            "120",
-            "--record",
-            str(raw),
-        ]
-    )
+    record_store(raw, 120)
     real = {a.address for a in read_adverts(raw)}
     recorded = list(read_adverts(rec))
     assert len(recorded) > 1000
@@ -126,17 +115,7 @@ def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
 
 def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
     rec = tmp_path / "rec.jsonl"
-    sim_main(
-        [
-            "run",
-            "--scenario",
-            str(CONFIG_DIR / "store-demo.toml"),
-            "--duration",
-            "60",
-            "--record",
-            str(rec),
-        ]
-    )
+    record_store(rec, 60)
     cfg = sim_config(tmp_path, mosquitto, speed=0.0, duration=None)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}-replay/#")
     try:

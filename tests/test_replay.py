@@ -13,8 +13,7 @@ from edge_agent.identity import Identity
 from edge_agent.pipeline import Pipeline
 from edge_agent.sources import AdvertSink
 from edge_agent.sources.replay import ReplaySource, read_adverts
-from firmware_sim.cli import main as sim_main
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, record_store
 
 
 def _events(path: Path) -> list[tuple[str, str, str]]:
@@ -33,22 +32,7 @@ def _events(path: Path) -> list[tuple[str, str, str]]:
 
 def test_record_then_replay_twice_gives_identical_events(tmp_path: Path) -> None:
     rec, truth = tmp_path / "rec.jsonl", tmp_path / "truth.jsonl"
-    assert (
-        sim_main(
-            [
-                "run",
-                "--scenario",
-                str(CONFIG_DIR / "store-demo.toml"),
-                "--duration",
-                "90",
-                "--record",
-                str(rec),
-                "--truth",
-                str(truth),
-            ]
-        )
-        == 0
-    )
+    record_store(rec, 90, truth)
     first = _events(rec)
     assert {t for _, t, _ in first} >= {"enter", "reading"}
     assert first == _events(rec)
@@ -57,17 +41,7 @@ def test_record_then_replay_twice_gives_identical_events(tmp_path: Path) -> None
 
 def test_replay_source_feeds_everything_then_ends(tmp_path: Path) -> None:
     rec = tmp_path / "rec.jsonl"
-    sim_main(
-        [
-            "run",
-            "--scenario",
-            str(CONFIG_DIR / "store-demo.toml"),
-            "--duration",
-            "5",
-            "--record",
-            str(rec),
-        ]
-    )
+    record_store(rec, 5)
     n = len(rec.read_text().splitlines())
 
     async def feed() -> int:
