@@ -17,7 +17,7 @@ from edge_agent.decoders import DecodeStats, decode_advert
 from edge_agent.errors import CalibrationError
 from edge_agent.identity import Identity
 from edge_agent.models import Advert
-from edge_agent.sensors import tx_power_1m
+from edge_agent.sensors import stated_tx
 from edge_agent.sources import AdvertSink, AdvertSource, source_error
 
 
@@ -133,10 +133,7 @@ class StepRecorder:
             if ref is None or ref.id != self.device:
                 continue
             self._rssi.setdefault(adv.receiver, []).append(adv.rssi)
-            tx = ref.tx_power_1m
-            for frame in frames:
-                if tx is None:
-                    tx = tx_power_1m(frame)
+            tx = stated_tx(ref, frames)
             self._tx.append(float(self.cfg.proximity.tx_power_1m_dbm if tx is None else tx))
 
     def start(self) -> None:

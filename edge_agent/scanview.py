@@ -24,7 +24,7 @@ from edge_agent.models import (
     IBeaconFrame,
     RuuviFrame,
 )
-from edge_agent.sensors import tx_power_1m
+from edge_agent.sensors import stated_tx
 from edge_agent.tracking import DeviceTable, band_for
 
 SORT_KEYS = ("distance", "rssi", "id", "last")
@@ -141,10 +141,7 @@ class ScanView:
                 seen.address = adv.address
                 if adv.local_name:
                     seen.summary = seen.summary or f"name {adv.local_name!r}"
-            tx = ref.tx_power_1m
-            for frame in frames:
-                if tx is None:
-                    tx = tx_power_1m(frame)
+            tx = stated_tx(ref, frames)
             slots.append(self.table.slot(ref.id, adv.receiver, ref.kind))
             ts.append(adv.t)
             rssis.append(adv.rssi + self.table.offset(adv.receiver))

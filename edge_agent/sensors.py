@@ -63,6 +63,16 @@ def tx_power_1m(frame: Frame) -> int | None:
     return None
 
 
+def stated_tx(ref: DeviceRef, frames: list[Frame]) -> int | None:
+    """A device's power at 1 m: configured for it, else the first frame that states it."""
+    tx = ref.tx_power_1m
+    for frame in frames:
+        if tx is not None:
+            break
+        tx = tx_power_1m(frame)
+    return tx
+
+
 @dataclass(slots=True)
 class _Reading:
     sent: Values

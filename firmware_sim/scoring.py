@@ -147,7 +147,6 @@ def _zones(
     and every estimated entry (device, time, zone)."""
     engine = PresenceEngine(cfg)
     table = DeviceTable(cfg.proximity, cfg.receivers, capacity=len(run.devices) * 8)
-    n_rx = len(run.receivers)
     refs = [
         DeviceRef(d, DeviceClass(k), registered=True, tx_power_1m=None)
         for d, k in zip(run.devices, run.kinds, strict=True)
@@ -156,7 +155,6 @@ def _zones(
         [table.slot(ref.id, rx, ref.kind) for ref in refs for rx in run.receivers],
         dtype=np.int64,
     )
-    last_heard = np.full(len(refs), -math.inf)
     gone = cfg.proximity.gone_after_s
     tick = cfg.pipeline.tick_s
     zones_at: dict[tuple[int, int], str | None] = {}
@@ -179,10 +177,9 @@ def _zones(
                 list(smoothed[batch]),
                 list(run.tx_1m[batch]),
             )
-            np.maximum.at(last_heard, run.slot[batch] // n_rx, run.t[batch])
             k = j
         for dev, ref in enumerate(refs):
-            if last_heard[dev] < now - gone and ref.id not in engine.states:
+            if table.last_seen(ref.id) < now - gone and ref.id not in engine.states:
                 continue
             out.clear()
             engine.evaluate(ref, engine.locate(table, ref.id, now), now, now, out)
