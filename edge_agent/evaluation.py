@@ -171,19 +171,14 @@ def room_assistant_kalman(
 def espresense_one_euro(s: I64, t: F64, rssi: F64, n: int) -> F64:
     """ESPresense's 1-Euro (min cutoff 0.1 Hz, beta 0.001, derivative cutoff 0.005 Hz)."""
     out = np.empty(len(s))
-    kernels.one_euro_batch_py(
-        s, t, rssi, 0.1, 0.001, 0.005, math.inf, np.zeros(n), np.zeros(n),
-        np.full(n, -np.inf), out,
-    )  # fmt: skip
+    kernels.one_euro_batch_py(s, t, rssi, 0.1, 0.001, 0.005, math.inf, kernels.new_state(n), out)
     return out
 
 
 def espresense_median(s: I64, t: F64, rssi: F64, n: int) -> F64:
     """ESPresense's median of the last 15 s."""
     out = np.empty(len(s))
-    kernels.median_batch_py(
-        s, t, rssi, 15.0, np.zeros((n, 64)), np.full((n, 64), -np.inf), np.zeros(n, np.int64), out
-    )
+    kernels.median_batch_py(s, t, rssi, 15.0, *kernels.new_window(n, 64), out)
     return out
 
 

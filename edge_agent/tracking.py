@@ -67,6 +67,8 @@ def band_for(distance: float, current: str, prox: ProximityConfig) -> str:
 FILTER_KINDS = ("kalman", "ema", "one_euro", "median")
 MEDIAN_DEPTH = 32
 """Samples kept per slot for the median filter."""
+_WINDOW = ("buf_v", "buf_t", "srt", "head", "count")
+"""The median's state arrays (``kernels.new_window``), in the kernel's argument order."""
 
 
 class DeviceTable:
@@ -109,17 +111,9 @@ class DeviceTable:
 
     _SPEC: tuple[tuple[str, float, type], ...] = (
         ("level", 0.0, np.float64),
-        ("last_t", -np.inf, np.float64),
         ("dist", np.inf, np.float64),
         ("tx", 0.0, np.float64),
         ("filter", 0, np.int64),
-        ("x", 0.0, np.float64),
-        ("v", 0.0, np.float64),
-        ("p00", 0.0, np.float64),
-        ("p01", 0.0, np.float64),
-        ("p11", 0.0, np.float64),
-        ("misses", 0, np.int64),
-        ("head", 0, np.int64),
         ("n", 2.0, np.float64),
         ("dist_t", -np.inf, np.float64),
     )
@@ -132,16 +126,20 @@ class DeviceTable:
             if name in old:
                 a[: len(old[name])] = old[name]
             new[name] = a
+        state = kernels.new_state(n)
+        if "state" in old:
+            state[: len(old["state"])] = old["state"]
+        new["state"] = state
         if any(p.kind == "median" for p in self._params) or "buf_v" in old:
-            buf_v = np.zeros((n, MEDIAN_DEPTH))
-            buf_t = np.full((n, MEDIAN_DEPTH), -np.inf)
-            if "buf_v" in old:
-                buf_v[: len(old["buf_v"])] = old["buf_v"]
-                buf_t[: len(old["buf_t"])] = old["buf_t"]
-            new["buf_v"], new["buf_t"] = buf_v, buf_t
+            window = kernels.new_window(n, MEDIAN_DEPTH)
+            for name, a in zip(_WINDOW, window, strict=True):
+                if name in old:
+                    a[: len(old[name])] = old[name]
+                new[name] = a
         self._arrays = new
+        self._state = state
         self._level = new["level"]
-        self._last_t = new["last_t"]
+        self._last_t = state[:, kernels.LAST_T]
         self._dist = new["dist"]
         self._tx = new["tx"]
 
@@ -187,8 +185,11 @@ class DeviceTable:
         a = self._arrays
         for name, fill, _ in self._SPEC:
             a[name][s] = fill
+        self._state[s] = 0.0
+        self._state[s, kernels.LAST_T] = -np.inf
         if "buf_t" in a:
             a["buf_t"][s] = -np.inf
+            a["head"][s] = a["count"][s] = 0
         a["tx"][s] = float(self.prox.tx_power_1m_dbm)
         a["n"][s] = self._exponents.get(receiver, self.prox.path_loss_exponent)
         a["filter"][s] = index
@@ -279,20 +280,15 @@ class DeviceTable:
         res = np.empty(len(s))
         reset = self.prox.gone_after_s
         if p.kind == "kalman":
-            self._kalman(
-                s, t, r, p.q, p.r, p.gate, reset, a["x"], a["v"], a["p00"], a["p01"], a["p11"],
-                a["last_t"], a["misses"], res,
-            )  # fmt: skip
+            self._kalman(s, t, r, p.q, p.r, p.gate, reset, self._state, res)
         elif p.kind == "ema":
-            self._ema(s, t, r, p.tau_s, reset, a["x"], a["last_t"], res)
+            self._ema(s, t, r, p.tau_s, reset, self._state, res)
         elif p.kind == "one_euro":
-            self._one_euro(
-                s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, reset, a["x"], a["v"],
-                a["last_t"], res,
-            )  # fmt: skip
+            self._one_euro(s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, reset, self._state, res)
         else:
-            self._median(s, t, r, p.window_s, a["buf_v"], a["buf_t"], a["head"], res)
-            np.maximum.at(a["last_t"], s, t)
+            w = [a[name] for name in _WINDOW]
+            self._median(s, t, r, p.window_s, w[0], w[1], w[2], w[3], w[4], res)
+            np.maximum.at(self._last_t, s, t)
         out[sub] = res
 
     def offset(self, receiver: str) -> float:
@@ -303,7 +299,7 @@ class DeviceTable:
         """Uncertainty of a slot's distance: standard deviation of its natural log."""
         a = self._arrays
         f = self._params[int(a["filter"][slot])] if self._params else None
-        var = float(a["p00"][slot]) if f is not None and f.kind == "kalman" else 0.0
+        var = float(self._state[slot, kernels.P00]) if f is not None and f.kind == "kalman" else 0.0
         db = math.sqrt(max(var, 0.0) + self.prox.shadowing_db**2)
         return db * math.log(10.0) / (10.0 * float(a["n"][slot]))
 

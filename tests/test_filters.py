@@ -25,19 +25,15 @@ def _alone(p: FilterConfig, t: np.ndarray, r: np.ndarray) -> np.ndarray:
     n = len(t)
     s = np.zeros(n, np.int64)
     out = np.empty(n)
-    z = lambda: np.zeros(1)  # noqa: E731
-    last = np.full(1, -np.inf)
+    state = kernels.new_state(1)
     if p.kind == "kalman":
-        kernels.kalman_batch(s, t, r, p.q, p.r, p.gate, 15.0, z(), z(), z(), z(), z(), last,
-                             np.zeros(1, np.int64), out)  # fmt: skip
+        kernels.kalman_batch(s, t, r, p.q, p.r, p.gate, 15.0, state, out)
     elif p.kind == "ema":
-        kernels.ema_batch(s, t, r, p.tau_s, 15.0, z(), last, out)
+        kernels.ema_batch(s, t, r, p.tau_s, 15.0, state, out)
     elif p.kind == "one_euro":
-        kernels.one_euro_batch(s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, 15.0, z(), z(),
-                               last, out)  # fmt: skip
+        kernels.one_euro_batch(s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, 15.0, state, out)
     else:
-        kernels.median_batch(s, t, r, p.window_s, np.zeros((1, 32)), np.full((1, 32), -np.inf),
-                             np.zeros(1, np.int64), out)  # fmt: skip
+        kernels.median_batch(s, t, r, p.window_s, *kernels.new_window(1, 32), out)
     return out
 
 

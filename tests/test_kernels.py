@@ -24,26 +24,36 @@ def test_ema_matches_twin(seed: int) -> None:
     s, t, rssi = _batch(seed)
     outs = []
     for fn in (kernels.ema_batch, kernels.ema_batch_py):
-        level = np.zeros(50)
-        last = np.full(50, -np.inf)
+        state = kernels.new_state(50)
         out = np.empty(len(s))
-        fn(s, t, rssi, 2.0, 15.0, level, last, out)
-        outs.append((out, level, last))
+        fn(s, t, rssi, 2.0, 15.0, state, out)
+        outs.append((out, state))
     for a, b in zip(outs[0], outs[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_ema_semantics() -> None:
-    level = np.zeros(1)
-    last = np.full(1, -np.inf)
+    state = kernels.new_state(1)
     out = np.empty(3)
     s = np.zeros(3, np.int64)
-    kernels.ema_batch(
-        s, np.array([0.0, 2.0, 100.0]), np.array([-60.0, -80.0, -50.0]), 2.0, 15.0, level, last, out
-    )
+    t, rssi = np.array([0.0, 2.0, 100.0]), np.array([-60.0, -80.0, -50.0])
+    kernels.ema_batch(s, t, rssi, 2.0, 15.0, state, out)
     assert out[0] == -60.0  # first sample starts the filter
     assert out[1] == pytest.approx(-60.0 - 20.0 * (1 - math.exp(-1.0)))  # one time constant
     assert out[2] == -50.0  # a gap longer than reset_after restarts it
+
+
+def test_exp_neg_is_math_exp() -> None:
+    """The EMA's table-driven exp agrees with ``math.exp`` to 1e-14 over its whole domain."""
+    for y in np.concatenate([np.linspace(0.0, 46.0, 20_001), [1e-300, 0.5 * kernels._EXP_STEP]]):
+        assert kernels.exp_neg(float(y)) == pytest.approx(math.exp(-y), rel=1e-14, abs=1e-19)
+    assert kernels.exp_neg(math.inf) == 0.0 and kernels.exp_neg(math.nan) == 0.0
+
+
+def test_state_rows_start_unheard_on_cache_lines() -> None:
+    state = kernels.new_state(5)
+    assert state.shape == (5, kernels.STATE_WIDTH) and state.ctypes.data % 64 == 0
+    assert (state[:, kernels.LAST_T] == -np.inf).all()
 
 
 def test_log_distance_matches_twin_and_model() -> None:
@@ -57,23 +67,11 @@ def test_log_distance_matches_twin_and_model() -> None:
     np.testing.assert_allclose(a, [1.0, 10**0.3, 10.0, 100.0])
 
 
-def _state(n: int, k: int = 0) -> dict[str, np.ndarray]:
-    return {
-        "x": np.zeros(n),
-        "v": np.zeros(n),
-        "p00": np.zeros(n),
-        "p01": np.zeros(n),
-        "p11": np.zeros(n),
-        "last_t": np.full(n, -np.inf),
-        "misses": np.zeros(n, np.int64),
-    }
-
-
 def _kalman(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray, slots: int = 50) -> tuple:
-    st = _state(slots)
+    state = kernels.new_state(slots)
     out = np.empty(len(s))
-    fn(s, t, rssi, 0.5, 16.0, 3.0, 15.0, *st.values(), out)  # type: ignore[operator]
-    return (out, *st.values())
+    fn(s, t, rssi, 0.5, 16.0, 3.0, 15.0, state, out)  # type: ignore[operator]
+    return out, state
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -120,9 +118,9 @@ def test_kalman_semantics() -> None:
 
 
 def _one_euro(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray) -> tuple:
-    x, dx, last, out = np.zeros(50), np.zeros(50), np.full(50, -np.inf), np.empty(len(s))
-    fn(s, t, rssi, 0.1, 0.05, 1.0, 15.0, x, dx, last, out)  # type: ignore[operator]
-    return out, x, dx, last
+    state, out = kernels.new_state(50), np.empty(len(s))
+    fn(s, t, rssi, 0.1, 0.05, 1.0, 15.0, state, out)  # type: ignore[operator]
+    return out, state
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -137,10 +135,9 @@ def test_one_euro_matches_twin(seed: int) -> None:
 
 
 def _median(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray) -> tuple:
-    buf_v, buf_t = np.zeros((50, 16)), np.full((50, 16), -np.inf)
-    head, out = np.zeros(50, np.int64), np.empty(len(s))
-    fn(s, t, rssi, 15.0, buf_v, buf_t, head, out)  # type: ignore[operator]
-    return out, buf_v, buf_t, head
+    window, out = kernels.new_window(50, 16), np.empty(len(s))
+    fn(s, t, rssi, 15.0, *window, out)  # type: ignore[operator]
+    return (out, *window)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -150,8 +147,10 @@ def test_median_matches_twin_and_numpy(seed: int) -> None:
         _median(kernels.median_batch, s, t, rssi),
         _median(kernels.median_batch_py, s, t, rssi),
     )
-    for a, b in zip(jit, py, strict=True):
+    for a, b in zip(jit[:3] + jit[4:], py[:3] + py[4:], strict=True):
         np.testing.assert_allclose(a, b)
+    for row, count in enumerate(jit[-1]):  # the sorted window, as far as it is filled
+        np.testing.assert_allclose(jit[3][row, :count], py[3][row, :count])
     one = np.zeros(5, np.int64)
     out = _median(
         kernels.median_batch,
@@ -160,3 +159,16 @@ def test_median_matches_twin_and_numpy(seed: int) -> None:
         np.array([-60.0, -90, -61, -70, -72]),
     )[0]
     np.testing.assert_allclose(out, [-60.0, -75.0, -61.0, -70.0, -71.0])
+
+
+@pytest.mark.parametrize("fn", [kernels.median_batch, kernels.median_batch_py])
+def test_median_window_full_duplicates_and_missing_samples(fn: object) -> None:
+    """A full ring drops its oldest sample (duplicates of it stay), a NaN is not a sample."""
+    t = np.arange(8.0)
+    rssi = np.array([-60.0, -60, -70, -60, -80, np.nan, -90, -90])
+    window, out = kernels.new_window(1, 4), np.empty(8)
+    fn(np.zeros(8, np.int64), t, rssi, 100.0, *window, out)  # type: ignore[operator]
+    # windows: [-60] [-60 -60] [-60 -60 -70] [-60 -60 -70 -60] [-60 -70 -60 -80] (NaN: unchanged)
+    # [-70 -60 -80 -90] [-60 -80 -90 -90]
+    np.testing.assert_allclose(out, [-60, -60, -60, -60, -65, -65, -75, -85])
+    assert window[4][0] == 4
