@@ -350,7 +350,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except EdgeAgentError as err:
             print(f"edge-agent eval: {err}", file=sys.stderr)
             return EXIT_FAILED
-        store_scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(prox)))
+        store_scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(prox, run.slot_classes)))
         print(scoring.report(store_scores))
         print("\n".join(scoring.verdict(store_scores)))
         return EXIT_OK

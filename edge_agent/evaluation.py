@@ -29,6 +29,7 @@ import numpy.typing as npt
 from edge_agent import kernels
 from edge_agent.config import ProximityConfig
 from edge_agent.errors import SourceError
+from edge_agent.models import DeviceClass
 from edge_agent.tracking import DeviceTable
 
 F64 = npt.NDArray[np.float64]
@@ -100,13 +101,18 @@ Filter = Callable[[I64, F64, F64, int], F64]
 """(slots, t, rssi, number of slots) → smoothed RSSI per sample (NaN: no estimate)."""
 
 
-def ours(prox: ProximityConfig | None = None) -> Filter:
-    """The agent's own smoothing: its device table with ``[proximity.filter]``."""
+def ours(prox: ProximityConfig | None = None, classes: Sequence[DeviceClass] = ()) -> Filter:
+    """The agent's own smoothing: its device table, each slot with its device class's filter
+    (``classes[slot]``; ``[proximity.filter]`` for slots past its end)."""
     prox = prox or ProximityConfig()
 
     def run(s: I64, t: F64, rssi: F64, n: int) -> F64:
         table = DeviceTable(prox, [])
-        slot = np.array([table.slot("device", str(k)) for k in range(n)], dtype=np.int64)
+        kinds = [classes[k] if k < len(classes) else DeviceClass.UNKNOWN for k in range(n)]
+        slot = np.array(
+            [table.slot(f"device-{k}", "rx", kind) for k, kind in enumerate(kinds)],
+            dtype=np.int64,
+        )
         res = table.update(list(slot[s]), list(t), list(rssi), [0.0] * len(s), per_sample=True)
         assert res is not None
         return res[0]

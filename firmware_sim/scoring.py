@@ -61,6 +61,11 @@ class StoreRun:
     duration_s: float
     """Simulated time."""
 
+    @property
+    def slot_classes(self) -> list[DeviceClass]:
+        """The device class of every slot (``slot`` numbers them device by device)."""
+        return [DeviceClass(k) for k in self.kinds for _ in self.receivers]
+
 
 def run_store(scenario: str | Path, duration_s: float, seed: int | None = None) -> StoreRun:
     """Simulate and keep what scoring needs."""

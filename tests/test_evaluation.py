@@ -99,7 +99,9 @@ def test_store_scoring_has_an_oracle_and_every_filter() -> None:
     cfg = load_config(CONFIG_DIR / "agent.toml")
     run = scoring.run_store(CONFIG_DIR / "store-demo.toml", 90.0)
     assert len(run.t) > 10_000 and len(run.devices) > 10
-    filters = {"ours": ev.ours(cfg.proximity), "raw": ev.raw}
+    assert len(run.slot_classes) == len(run.devices) * len(run.receivers)
+    assert run.slot_classes[len(run.receivers) * run.kinds.index("cart")] == "cart"
+    filters = {"ours": ev.ours(cfg.proximity, run.slot_classes), "raw": ev.raw}
     scores = {s.filter: s for s in scoring.score_store(run, cfg, filters)}
     assert set(scores) == {scoring.ORACLE, "ours", "raw"}
     oracle, ours, raw = scores[scoring.ORACLE], scores["ours"], scores["raw"]
@@ -108,6 +110,25 @@ def test_store_scoring_has_an_oracle_and_every_filter() -> None:
     assert 0.5 < oracle.zone_accuracy <= 1.0 and 0.5 < ours.zone_accuracy <= 1.0
     assert ours.entry_delay_p50_s >= 0 and ours.false_changes_per_hour >= 0
     assert "oracle" in scoring.report(list(scores.values()))
+
+
+def test_ours_smooths_each_slot_with_its_class_filter() -> None:
+    """``eval --store`` scores the agent as configured: a cart's slots with the cart's filter."""
+    from edge_agent.config import FilterConfig, ProximityConfig
+    from edge_agent.models import DeviceClass
+
+    ema = FilterConfig(kind="ema", tau_s=3.0)
+    prox = ProximityConfig(filters={DeviceClass.CART: ema})
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 2, 400).astype(np.int64)
+    t = np.sort(rng.uniform(0, 200, 400))
+    r = rng.normal(-70, 6, 400).round()
+    mixed = ev.ours(prox, [DeviceClass.CART, DeviceClass.SHOPPER])(s, t, r, 2)
+    as_ema = ev.ours(ProximityConfig(filter=ema))(s, t, r, 2)
+    as_default = ev.ours(prox)(s, t, r, 2)
+    np.testing.assert_allclose(mixed[s == 0], as_ema[s == 0])
+    np.testing.assert_allclose(mixed[s == 1], as_default[s == 1])
+    assert not np.allclose(as_ema[s == 1], as_default[s == 1])  # the two filters differ
 
 
 def test_store_verdict_holds_ours_to_the_oracle_and_every_baseline() -> None:
