@@ -269,13 +269,16 @@ class FilterConfig(_Section):
     kind: Literal["kalman", "ema", "one_euro", "median"] = "kalman"
     """``kalman`` (level and trend, time-aware, outliers gated), ``ema`` (time constant
     ``tau_s``), ``one_euro`` (adaptive low-pass) or ``median`` (of the last ``window_s``)."""
-    q: float = Field(0.03, gt=0, le=100)
+    q: float = Field(0.3, gt=0, le=100)
     """Kalman: process noise, dB²/s³ (higher follows movement faster)."""
     r: float = Field(36.0, gt=0, le=1000)
     """Kalman: measurement noise, dB² (fast fading of a retail floor is 4–8 dB)."""
     gate: float = Field(2.5, ge=1, le=10)
     """Kalman: samples further than this many standard deviations from the prediction are
     outliers (three in a row restart the filter at the new level)."""
+    trend_tau_s: float = Field(3.0, gt=0)
+    """Kalman: the trend fades with this time constant, seconds (``inf``: it never does), so
+    a device that stops moving is not extrapolated onwards."""
     tau_s: float = Field(2.0, gt=0, le=120)
     """EMA: time constant, seconds."""
     min_cutoff_hz: float = Field(0.1, gt=0, le=10)

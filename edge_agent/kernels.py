@@ -187,14 +187,17 @@ MIN_RSSI = -127.0
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def kalman_batch(
-    slots: I64, t: F64, rssi: F64, q: float, r: float, gate: float, reset_after: float,
-    state: F64, out: F64,
+    slots: I64, t: F64, rssi: F64, q: float, r: float, gate: float, trend_tau: float,
+    reset_after: float, state: F64, out: F64,
 ) -> None:  # fmt: skip
-    """Time-aware Kalman filter on RSSI with a level and a trend, in arrival order.
+    """Time-aware Kalman filter on RSSI with a level and a damped trend, in arrival order.
 
-    Prediction over ``dt`` adds process noise of a constant-velocity model with white
-    acceleration of spectral density ``q`` (dB²/s³), so the filter trusts its state less the
-    longer a slot has been silent. ``r`` is the measurement noise (dB²). A sample whose
+    The trend decays with time constant ``trend_tau`` (seconds; ``inf``: a constant trend):
+    over ``dt`` it is multiplied by ``phi = exp(-dt / trend_tau)`` and moves the level by
+    ``trend_tau (1 - phi)`` times itself, so a shopper who stops is not extrapolated onwards.
+    Prediction adds the process noise of white acceleration of spectral density ``q``
+    (dB²/s³), so the filter trusts its state less the longer a slot has been silent. ``r`` is
+    the measurement noise (dB²). A sample whose
     normalised innovation exceeds ``gate`` standard deviations is rejected (its output is the
     prediction); three rejections in a row mean the signal really moved, and the filter restarts
     at the sample. Impossible values (positive, or below ``MIN_RSSI``) are rejected outright.
@@ -203,6 +206,7 @@ def kalman_batch(
     gate2 = gate * gate
     q2 = q / 2.0
     q3 = q / 3.0
+    damping = 1.0 / trend_tau  # 0 for a constant trend
     n = slots.shape[0]
     for i in range(n):
         if i + AHEAD < n:
@@ -230,13 +234,19 @@ def kalman_batch(
             dt = 0.0
         if ti > last:
             state[s, LAST_T] = ti
-        # predict
+        # predict: F = [[1, b], [0, phi]], P = F P F' + Q
+        phi = 1.0
+        b = dt
+        if damping > 0.0:
+            phi = exp_neg(dt * damping)
+            b = (1.0 - phi) * trend_tau
         p01 = state[s, P01]
         p11 = state[s, P11]
-        a00 = state[s, P00] + dt * (2.0 * p01 + dt * p11) + q3 * dt * dt * dt
-        a01 = p01 + dt * p11 + q2 * dt * dt
-        a11 = p11 + q * dt
-        xp = state[s, X] + dt * state[s, V]
+        a00 = state[s, P00] + b * (2.0 * p01 + b * p11) + q3 * dt * dt * dt
+        a01 = phi * (p01 + b * p11) + q2 * dt * dt
+        a11 = phi * phi * p11 + q * dt
+        xp = state[s, X] + b * state[s, V]
+        vp = phi * state[s, V]
         y = z - xp
         sv = a00 + r
         if y * y > gate2 * sv:
@@ -249,8 +259,13 @@ def kalman_batch(
                 state[s, P11] = q
                 state[s, MISSES] = 0.0
                 out[i] = z
-            else:
+            else:  # the prediction stands: the state moves to this sample's time
                 state[s, MISSES] = misses
+                state[s, X] = xp
+                state[s, V] = vp
+                state[s, P00] = a00
+                state[s, P01] = a01
+                state[s, P11] = a11
                 out[i] = xp
             continue
         # update
@@ -260,7 +275,7 @@ def kalman_batch(
         k1 = a01 * inv
         x = xp + k0 * y
         state[s, X] = x
-        state[s, V] += k1 * y
+        state[s, V] = vp + k1 * y
         state[s, P00] = (1.0 - k0) * a00
         state[s, P01] = (1.0 - k0) * a01
         state[s, P11] = a11 - k1 * a01
@@ -268,8 +283,8 @@ def kalman_batch(
 
 
 def kalman_batch_py(
-    slots: I64, t: F64, rssi: F64, q: float, r: float, gate: float, reset_after: float,
-    state: F64, out: F64,
+    slots: I64, t: F64, rssi: F64, q: float, r: float, gate: float, trend_tau: float,
+    reset_after: float, state: F64, out: F64,
 ) -> None:  # fmt: skip
     """Pure-Python twin of ``kalman_batch``."""
     for i in range(len(slots)):
@@ -286,10 +301,13 @@ def kalman_batch_py(
             continue
         dt = max(dt, 0.0)
         row[LAST_T] = max(row[LAST_T], t[i])
-        a00 = row[P00] + dt * (2.0 * row[P01] + dt * row[P11]) + q * dt**3 / 3.0
-        a01 = row[P01] + dt * row[P11] + q * dt**2 / 2.0
-        a11 = row[P11] + q * dt
-        xp = row[X] + dt * row[V]
+        phi = math.exp(-dt / trend_tau)
+        b = (1.0 - phi) * trend_tau if math.isfinite(trend_tau) else dt
+        a00 = row[P00] + b * (2.0 * row[P01] + b * row[P11]) + q * dt**3 / 3.0
+        a01 = phi * (row[P01] + b * row[P11]) + q * dt**2 / 2.0
+        a11 = phi * phi * row[P11] + q * dt
+        xp = row[X] + b * row[V]
+        vp = phi * row[V]
         y = z - xp
         sv = a00 + r
         if y * y > gate * gate * sv:
@@ -297,13 +315,14 @@ def kalman_batch_py(
             if row[MISSES] >= 3.0:
                 row[[X, V, P00, P01, P11, MISSES]] = z, 0.0, r, 0.0, q, 0.0
                 out[i] = z
-            else:
+            else:  # the prediction stands: the state moves to this sample's time
+                row[[X, V, P00, P01, P11]] = xp, vp, a00, a01, a11
                 out[i] = xp
             continue
         row[MISSES] = 0.0
         k0, k1 = a00 / sv, a01 / sv
         row[X] = xp + k0 * y
-        row[V] += k1 * y
+        row[V] = vp + k1 * y
         row[P00] = (1.0 - k0) * a00
         row[P01] = (1.0 - k0) * a01
         row[P11] = a11 - k1 * a01
@@ -480,6 +499,6 @@ def warm_up() -> None:
     i1 = np.zeros(1, np.int64)
     ema_batch(i1, one, one, 1.0, 1.0, new_state(1), np.zeros(1))
     log_distance(one, one, np.full(1, 2.0), np.zeros(1))
-    kalman_batch(i1, one, one, 1.0, 1.0, 3.0, 1.0, new_state(1), np.zeros(1))
+    kalman_batch(i1, one, one, 1.0, 1.0, 3.0, 3.0, 1.0, new_state(1), np.zeros(1))
     one_euro_batch(i1, one, one, 1.0, 0.0, 1.0, 1.0, new_state(1), np.zeros(1))
     median_batch(i1, one, one, 1.0, *new_window(1, 4), np.zeros(1))

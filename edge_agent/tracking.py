@@ -280,7 +280,7 @@ class DeviceTable:
         res = np.empty(len(s))
         reset = self.prox.gone_after_s
         if p.kind == "kalman":
-            self._kalman(s, t, r, p.q, p.r, p.gate, reset, self._state, res)
+            self._kalman(s, t, r, p.q, p.r, p.gate, p.trend_tau_s, reset, self._state, res)
         elif p.kind == "ema":
             self._ema(s, t, r, p.tau_s, reset, self._state, res)
         elif p.kind == "one_euro":

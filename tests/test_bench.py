@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 import struct
@@ -106,7 +107,7 @@ def _kernel_calls(
     k = kernels
     return {
         "EMA": (recursive(2.0, 15.0), k.ema_batch, k.ema_batch_py),
-        "Kalman": (recursive(0.03, 36.0, 2.5, 15.0), k.kalman_batch, k.kalman_batch_py),
+        "Kalman": (recursive(0.3, 36.0, 2.5, 3.0, 15.0), k.kalman_batch, k.kalman_batch_py),
         "1-Euro": (recursive(0.1, 0.05, 1.0, 15.0), k.one_euro_batch, k.one_euro_batch_py),
         "median": (median, k.median_batch, k.median_batch_py),
     }
@@ -169,7 +170,7 @@ def test_bench_kalman_kernel_against_filterpy() -> None:
 
     def kernel_run() -> int:
         state = kernels.new_state(big_slots)
-        kernels.kalman_batch(bs, bt, br, q, meas, 1e9, 15.0, state, out)
+        kernels.kalman_batch(bs, bt, br, q, meas, 1e9, math.inf, 15.0, state, out)
         return big_n
 
     kernels.warm_up()

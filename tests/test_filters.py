@@ -27,7 +27,7 @@ def _alone(p: FilterConfig, t: np.ndarray, r: np.ndarray) -> np.ndarray:
     out = np.empty(n)
     state = kernels.new_state(1)
     if p.kind == "kalman":
-        kernels.kalman_batch(s, t, r, p.q, p.r, p.gate, 15.0, state, out)
+        kernels.kalman_batch(s, t, r, p.q, p.r, p.gate, p.trend_tau_s, 15.0, state, out)
     elif p.kind == "ema":
         kernels.ema_batch(s, t, r, p.tau_s, 15.0, state, out)
     elif p.kind == "one_euro":

@@ -67,24 +67,32 @@ def test_log_distance_matches_twin_and_model() -> None:
     np.testing.assert_allclose(a, [1.0, 10**0.3, 10.0, 100.0])
 
 
-def _kalman(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray, slots: int = 50) -> tuple:
+def _kalman(
+    fn: object,
+    s: np.ndarray,
+    t: np.ndarray,
+    rssi: np.ndarray,
+    slots: int = 50,
+    trend_tau: float = math.inf,
+) -> tuple:
     state = kernels.new_state(slots)
     out = np.empty(len(s))
-    fn(s, t, rssi, 0.5, 16.0, 3.0, 15.0, state, out)  # type: ignore[operator]
+    fn(s, t, rssi, 0.5, 16.0, 3.0, trend_tau, 15.0, state, out)  # type: ignore[operator]
     return out, state
 
 
+@pytest.mark.parametrize("trend_tau", [math.inf, 2.0])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kalman_matches_twin(seed: int) -> None:
+def test_kalman_matches_twin(seed: int, trend_tau: float) -> None:
     s, t, rssi = _batch(seed)
     rssi[::97] = 5.0  # impossible values
     rssi[::89] = -20.0  # outliers
     for a, b in zip(
-        _kalman(kernels.kalman_batch, s, t, rssi),
-        _kalman(kernels.kalman_batch_py, s, t, rssi),
+        _kalman(kernels.kalman_batch, s, t, rssi, trend_tau=trend_tau),
+        _kalman(kernels.kalman_batch_py, s, t, rssi, trend_tau=trend_tau),
         strict=True,
     ):
-        np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
 def test_kalman_semantics() -> None:
@@ -97,7 +105,8 @@ def test_kalman_semantics() -> None:
     assert out[4] == pytest.approx(-70.0, abs=0.5)  # a 40 dB jump is gated out once
     # a step that persists is followed: three gated samples in a row restart the filter
     step = np.array([-70.0] * 5 + [-50.0] * 6)
-    out = _kalman(kernels.kalman_batch, np.zeros(11, np.int64), np.arange(11.0), step, 1)[0]
+    s11, t11 = np.zeros(11, np.int64), np.arange(11.0)
+    out = _kalman(kernels.kalman_batch, s11, t11, step, 1, trend_tau=3.0)[0]
     assert out[-1] == pytest.approx(-50.0, abs=1.0)
     # the longer a slot was silent, the more a new sample counts
     quick = _kalman(
@@ -115,6 +124,37 @@ def test_kalman_semantics() -> None:
         1,
     )[0][1]
     assert -70.0 < quick < slow < -64.0 + 1e-9
+
+
+def test_kalman_trend_fades_when_the_signal_stops_moving() -> None:
+    """A ramp then a plateau: a constant trend overshoots the plateau, a fading one settles."""
+    t = np.arange(40.0)
+    rssi = np.where(t < 20, -80.0 + t, -61.0)
+    s = np.zeros(40, np.int64)
+    constant = _kalman(kernels.kalman_batch, s, t, rssi, 1)[0]
+    fading = _kalman(kernels.kalman_batch, s, t, rssi, 1, trend_tau=2.0)[0]
+    overshoot = lambda out: float(np.max(out[20:] - (-61.0)))  # noqa: E731
+    assert overshoot(fading) < overshoot(constant) / 2
+    assert fading[-1] == pytest.approx(-61.0, abs=0.5)
+    # with a long time constant it is the constant-trend filter
+    np.testing.assert_allclose(
+        _kalman(kernels.kalman_batch, s, t, rssi, 1, trend_tau=1e12)[0], constant, rtol=1e-6
+    )
+
+
+def test_kalman_gated_sample_moves_the_state_to_its_time() -> None:
+    """A rejected sample leaves the prediction as the state, at that sample's time: the next
+    prediction starts from there, not from the older state over the shorter gap."""
+    s = np.zeros(4, np.int64)
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    rssi = np.array([-70.0, -68.0, -20.0, -66.0])  # the third is an outlier, gated
+    out, state = _kalman(kernels.kalman_batch, s, t, rssi, 1)
+    ref, ref_state = _kalman(kernels.kalman_batch_py, s, t, rssi, 1)
+    assert state[0, kernels.MISSES] == 0.0 and out[2] < -60.0  # gated, then a good sample
+    np.testing.assert_allclose(out, ref)
+    np.testing.assert_allclose(state, ref_state)
+    skipped = _kalman(kernels.kalman_batch, s[[0, 1, 3]], t[[0, 1, 3]], rssi[[0, 1, 3]], 1)[0]
+    assert out[3] == pytest.approx(skipped[2], abs=1e-9)  # as if the outlier never came
 
 
 def _one_euro(fn: object, s: np.ndarray, t: np.ndarray, rssi: np.ndarray) -> tuple:
