@@ -116,6 +116,13 @@ def exp_neg(y: float) -> float:
     return float(p * _EXP_TABLE[k])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _restarts(last: float, dt: float, reset_after: float) -> bool:
+    """Whether a sample restarts its slot's filter: never heard, silent longer than
+    ``reset_after``, or a NaN time."""
+    return last == -np.inf or not dt <= reset_after
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def ema_batch(
     slots: I64, t: F64, rssi: F64, tau: float, reset_after: float, state: F64, out: F64
@@ -135,7 +142,7 @@ def ema_batch(
         ti = t[i]
         last = state[s, LAST_T]
         dt = ti - last
-        if last == -np.inf or not dt <= reset_after:  # never heard, silent too long, or NaN
+        if _restarts(last, dt, reset_after):
             level = rssi[i]
             state[s, LAST_T] = ti
         else:
@@ -216,7 +223,7 @@ def kalman_batch(
         ti = t[i]
         last = state[s, LAST_T]
         dt = ti - last
-        fresh = last == -np.inf or not dt <= reset_after  # never heard, too long, or NaN
+        fresh = _restarts(last, dt, reset_after)
         if z > 0.0 or z < MIN_RSSI:
             out[i] = np.nan if fresh else state[s, X]
             continue
@@ -347,7 +354,7 @@ def one_euro_batch(
         ti = t[i]
         last = state[s, LAST_T]
         dt = ti - last
-        if last == -np.inf or not dt <= reset_after:  # never heard, silent too long, or NaN
+        if _restarts(last, dt, reset_after):
             state[s, X] = rssi[i]
             state[s, V] = 0.0
             state[s, LAST_T] = ti

@@ -108,21 +108,13 @@ def test_kalman_semantics() -> None:
     s11, t11 = np.zeros(11, np.int64), np.arange(11.0)
     out = _kalman(kernels.kalman_batch, s11, t11, step, 1, trend_tau=3.0)[0]
     assert out[-1] == pytest.approx(-50.0, abs=1.0)
+
     # the longer a slot was silent, the more a new sample counts
-    quick = _kalman(
-        kernels.kalman_batch,
-        np.zeros(2, np.int64),
-        np.array([0.0, 0.5]),
-        np.array([-70.0, -64.0]),
-        1,
-    )[0][1]
-    slow = _kalman(
-        kernels.kalman_batch,
-        np.zeros(2, np.int64),
-        np.array([0.0, 10.0]),
-        np.array([-70.0, -64.0]),
-        1,
-    )[0][1]
+    def second_output(gap: float) -> float:
+        two = np.array([-70.0, -64.0])
+        return float(_kalman(kernels.kalman_batch, s11[:2], np.array([0.0, gap]), two, 1)[0][1])
+
+    quick, slow = second_output(0.5), second_output(10.0)
     assert -70.0 < quick < slow < -64.0 + 1e-9
 
 
