@@ -192,6 +192,18 @@ MIN_RSSI = -127.0
 """Below this an RSSI is not a measurement (BlueZ reports -127 for "unknown")."""
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _kalman_start(state: F64, s: int, z: float, q: float, r: float) -> None:
+    """(Re)start slot ``s``'s Kalman filter at the sample ``z``: no trend, the level as
+    uncertain as one measurement, no gated samples."""
+    state[s, X] = z
+    state[s, V] = 0.0
+    state[s, P00] = r
+    state[s, P01] = 0.0
+    state[s, P11] = q
+    state[s, MISSES] = 0.0
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def kalman_batch(
     slots: I64, t: F64, rssi: F64, q: float, r: float, gate: float, trend_tau: float,
@@ -228,13 +240,8 @@ def kalman_batch(
             out[i] = np.nan if fresh else state[s, X]
             continue
         if fresh:
-            state[s, X] = z
-            state[s, V] = 0.0
-            state[s, P00] = r
-            state[s, P01] = 0.0
-            state[s, P11] = q
+            _kalman_start(state, s, z, q, r)
             state[s, LAST_T] = ti
-            state[s, MISSES] = 0.0
             out[i] = z
             continue
         if dt < 0.0:
@@ -259,12 +266,7 @@ def kalman_batch(
         if y * y > gate2 * sv:
             misses = state[s, MISSES] + 1.0
             if misses >= 3.0:
-                state[s, X] = z
-                state[s, V] = 0.0
-                state[s, P00] = r
-                state[s, P01] = 0.0
-                state[s, P11] = q
-                state[s, MISSES] = 0.0
+                _kalman_start(state, s, z, q, r)
                 out[i] = z
             else:  # the prediction stands: the state moves to this sample's time
                 state[s, MISSES] = misses
