@@ -84,8 +84,14 @@ def new_state(n: int) -> F64:
     buf = np.zeros(size + STATE_WIDTH)
     skip = (-buf.ctypes.data % 64) // 8
     state: F64 = buf[skip : skip + size].reshape(n, STATE_WIDTH)
-    state[:, LAST_T] = -np.inf
+    clear_state(state, slice(None))
     return state
+
+
+def clear_state(state: F64, rows: int | slice) -> None:
+    """Make ``rows`` unheard: the next sample restarts their filter."""
+    state[rows] = 0.0
+    state[rows, LAST_T] = -np.inf
 
 
 _EXP_STEPS = 32
@@ -406,13 +412,25 @@ def new_window(n: int, depth: int) -> tuple[F64, F64, F64, I64, I64]:
     samples in the window."""
     if depth < 1 or depth & (depth - 1):
         raise ValueError(f"median depth {depth} is not a power of two")
-    return (
-        np.zeros((n, depth)),
-        np.full((n, depth), -np.inf),
-        np.zeros((n, depth)),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
+    window = (
+        np.empty((n, depth)),
+        np.empty((n, depth)),
+        np.empty((n, depth)),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
     )
+    clear_window(window, slice(None))
+    return window
+
+
+def clear_window(window: tuple[F64, F64, F64, I64, I64], rows: int | slice) -> None:
+    """Empty the median windows of ``rows`` (``window`` as ``new_window`` returns it)."""
+    buf_v, buf_t, srt, head, count = window
+    buf_v[rows] = 0.0
+    buf_t[rows] = -np.inf
+    srt[rows] = 0.0
+    head[rows] = 0
+    count[rows] = 0
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -120,28 +120,26 @@ class DeviceTable:
 
     def _alloc(self, n: int) -> None:
         old = self._arrays
-        new: dict[str, np.ndarray] = {}
-        for name, fill, dtype in self._SPEC:
-            a: np.ndarray = np.full(n, fill, dtype=dtype)
+        new: dict[str, np.ndarray] = {
+            name: np.full(n, fill, dtype=dtype) for name, fill, dtype in self._SPEC
+        }
+        new["state"] = kernels.new_state(n)
+        if any(p.kind == "median" for p in self._params) or "buf_v" in old:
+            new.update(zip(_WINDOW, kernels.new_window(n, MEDIAN_DEPTH), strict=True))
+        for name, a in new.items():
             if name in old:
                 a[: len(old[name])] = old[name]
-            new[name] = a
-        state = kernels.new_state(n)
-        if "state" in old:
-            state[: len(old["state"])] = old["state"]
-        new["state"] = state
-        if any(p.kind == "median" for p in self._params) or "buf_v" in old:
-            window = kernels.new_window(n, MEDIAN_DEPTH)
-            for name, a in zip(_WINDOW, window, strict=True):
-                if name in old:
-                    a[: len(old[name])] = old[name]
-                new[name] = a
         self._arrays = new
-        self._state = state
+        self._state = new["state"]
         self._level = new["level"]
-        self._last_t = state[:, kernels.LAST_T]
+        self._last_t = self._state[:, kernels.LAST_T]
         self._dist = new["dist"]
         self._tx = new["tx"]
+
+    def _window(self) -> tuple[kernels.F64, kernels.F64, kernels.F64, kernels.I64, kernels.I64]:
+        """The median's state arrays, as ``kernels.new_window`` made them."""
+        buf_v, buf_t, srt, head, count = (self._arrays[name] for name in _WINDOW)
+        return buf_v, buf_t, srt, head, count
 
     @property
     def devices(self) -> int:
@@ -185,11 +183,9 @@ class DeviceTable:
         a = self._arrays
         for name, fill, _ in self._SPEC:
             a[name][s] = fill
-        self._state[s] = 0.0
-        self._state[s, kernels.LAST_T] = -np.inf
-        if "buf_t" in a:
-            a["buf_t"][s] = -np.inf
-            a["head"][s] = a["count"][s] = 0
+        kernels.clear_state(self._state, s)
+        if "buf_v" in a:
+            kernels.clear_window(self._window(), s)
         a["tx"][s] = float(self.prox.tx_power_1m_dbm)
         a["n"][s] = self._exponents.get(receiver, self.prox.path_loss_exponent)
         a["filter"][s] = index
@@ -276,7 +272,6 @@ class DeviceTable:
         out: np.ndarray,
         sub: slice | np.ndarray,
     ) -> None:
-        a = self._arrays
         res = np.empty(len(s))
         reset = self.prox.gone_after_s
         if p.kind == "kalman":
@@ -286,8 +281,7 @@ class DeviceTable:
         elif p.kind == "one_euro":
             self._one_euro(s, t, r, p.min_cutoff_hz, p.beta, p.d_cutoff_hz, reset, self._state, res)
         else:
-            w = [a[name] for name in _WINDOW]
-            self._median(s, t, r, p.window_s, w[0], w[1], w[2], w[3], w[4], res)
+            self._median(s, t, r, p.window_s, *self._window(), res)
             np.maximum.at(self._last_t, s, t)
         out[sub] = res
 

@@ -68,6 +68,24 @@ def test_each_class_is_smoothed_by_its_own_kernel(use_jit: bool) -> None:
         assert table.nearest(c.value, streams[c][0][-1]) is not None
 
 
+@pytest.mark.parametrize("use_jit", [True, False])
+@pytest.mark.parametrize("kind", [DeviceClass.SHOPPER, DeviceClass.CART, DeviceClass.STAFF,
+                                  DeviceClass.ASSET])  # fmt: skip
+def test_a_reused_slot_starts_unheard(kind: DeviceClass, use_jit: bool) -> None:
+    """A forgotten device's slot, handed to the next device, keeps nothing of it: its first
+    sample restarts the filter (Kalman, median, EMA, 1-Euro), even a second later."""
+    table = DeviceTable(PROX, [], use_jit=use_jit)
+    old = table.slot("gone", "rx", kind)
+    for k in range(20):
+        table.update([old], [float(k)], [-50.0], [-59.0])
+    table.forget("gone")
+    new = table.slot("next", "rx", kind)
+    assert new == old
+    res = table.update([new], [20.0], [-90.0], [-59.0], per_sample=True)
+    assert res is not None and res[0][0] == -90.0
+    assert table.last_seen("next") == 20.0
+
+
 def test_the_old_smoothing_tau_key_still_means_an_ema() -> None:
     old = ProximityConfig(smoothing_tau_s=4.0)
     assert old.filter_for(DeviceClass.CART) == FilterConfig(kind="ema", tau_s=4.0)
