@@ -80,12 +80,13 @@ class Agent:
         config_file: Path | None = None,
         drain_timeout_s: float = 30.0,
         on_tick: Callable[[Agent, list[ContextEvent]], None] | None = None,
+        day_keys: Callable[[float], bytes] | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
         self.sink = AdvertSink(cfg.source.queue_size)
         self.consents: list[Consent] = load_consents(cfg.consent_path)
-        self.pipeline = Pipeline(cfg, Identity(cfg, consents=self.consents))
+        self.pipeline = Pipeline(cfg, Identity(cfg, consents=self.consents, day_keys=day_keys))
         self.outbox = Outbox(
             cfg.outbox_path,
             cfg.gateway.id,

@@ -314,7 +314,7 @@ def _replay_publish(
     receivers: Path | None,
 ) -> int:
     from edge_agent.agent import Agent
-    from edge_agent.offline import replay_hook
+    from edge_agent.offline import file_day_keys, replay_hook
     from edge_agent.sources.replay import ReplaySource
 
     # Never the live gateway's outbox or event ids: a replay publishes as "<gateway>-replay",
@@ -325,7 +325,12 @@ def _replay_publish(
     source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": args.speed})
     cfg = cfg.model_copy(update={"gateway": gateway, "source": source})
     hooks: list[Callable[[Agent, list[ContextEvent]], None]] = []
-    agent = Agent(cfg, ReplaySource(path, speed=args.speed), on_tick=lambda a, e: hooks[0](a, e))
+    agent = Agent(
+        cfg,
+        ReplaySource(path, speed=args.speed),
+        on_tick=lambda a, e: hooks[0](a, e),
+        day_keys=file_day_keys(path),
+    )
     hooks.append(replay_hook(agent, estimates, events, receivers))
     return asyncio.run(agent.run())
 

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -131,10 +132,20 @@ def beacon_wire_id(beacon_id: str) -> str:
 
 
 class Identity:
-    """Maps adverts to ``DeviceRef``s; holds the pseudonym key in memory only."""
+    """Maps adverts to ``DeviceRef``s; holds the pseudonym key in memory only.
+
+    ``key`` is the first day's key (random when not given), and every later day's key is
+    random. With ``day_keys``, every day's key is instead ``day_keys(end of that day)``: a
+    replay derives them from the recording's content, so it gives the same pseudonyms every
+    time, across a rotation too.
+    """
 
     def __init__(
-        self, cfg: AgentConfig, key: bytes | None = None, consents: list[Consent] | None = None
+        self,
+        cfg: AgentConfig,
+        key: bytes | None = None,
+        consents: list[Consent] | None = None,
+        day_keys: Callable[[float], bytes] | None = None,
     ) -> None:
         pv = cfg.privacy
         self._devices = cfg.devices
@@ -146,6 +157,7 @@ class Identity:
         }
         self._rotate_at = pv.rotate_at
         self._tz = ZoneInfo(pv.timezone)
+        self._day_keys = day_keys
         self._key = bytearray(key or secrets.token_bytes(KEY_BYTES))
         self._period: tuple[float, float] | None = None  # [start, end) of the key's day
         self._fleets = {f.ibeacon_uuid: f for f in cfg.fleets}
@@ -205,18 +217,20 @@ class Identity:
         period = self._period
         if period is not None and period[0] <= wall < period[1]:
             return
+        if not math.isfinite(wall):
+            new_period = (-math.inf, math.inf)
+        else:
+            end = next_rotation(wall, self._rotate_at, self._tz)
+            new_period = (min(previous_rotation(end, self._rotate_at, self._tz), wall), end)
         if period is not None:  # a new day (or the clock went back over a boundary)
             for i in range(len(self._key)):
                 self._key[i] = 0  # destroy the old key before dropping it
             self._key = bytearray(secrets.token_bytes(KEY_BYTES))
             self.stats.key_rotations += 1
             self._clear_caches()
-        if not math.isfinite(wall):
-            self._period = (-math.inf, math.inf)
-            return
-        end = next_rotation(wall, self._rotate_at, self._tz)
-        start = previous_rotation(end, self._rotate_at, self._tz)
-        self._period = (min(start, wall), end)
+        if self._day_keys is not None:
+            self._key = bytearray(self._day_keys(new_period[1]))
+        self._period = new_period
 
     @property
     def key_until(self) -> float:

@@ -174,14 +174,20 @@ class ReplaySummary:
     """Fused lines written to the estimates file."""
 
 
-def file_key(path: Path) -> bytes:
-    """The pseudonym key of a replay: derived from the file, so replays are repeatable."""
+def file_day_keys(path: Path) -> Callable[[float], bytes]:
+    """The pseudonym keys of a replay: each day's from the file's content and that day (the
+    end of its key period), so replays are repeatable, across a key rotation too."""
     try:
         with path.open("rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").digest()
     except OSError as err:
         raise SourceError(f"replay:{path}", err.strerror or str(err)) from err
-    return hmac.new(b"edge-agent replay", digest, hashlib.sha256).digest()
+    seed = hmac.new(b"edge-agent replay", digest, hashlib.sha256).digest()
+
+    def day_key(day_end: float) -> bytes:
+        return hmac.new(seed, repr(day_end).encode(), hashlib.sha256).digest()
+
+    return day_key
 
 
 def event_line(event: ContextEvent) -> str:
@@ -203,7 +209,7 @@ def replay(
     speed: float = 0.0,
 ) -> ReplaySummary:
     """Feed a recording or capture through the pure pipeline, tick by tick of its own time."""
-    pipeline = Pipeline(cfg, Identity(cfg, key=file_key(path)))
+    pipeline = Pipeline(cfg, Identity(cfg, day_keys=file_day_keys(path)))
     writer = _writer(cfg, estimates, receivers, pipeline)
     tick = cfg.pipeline.tick_s
     counts: Counter[str] = Counter()
