@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, load_config
-from edge_agent.consent import add_consent, load_consents, revoke_consent
+from edge_agent.config import AgentConfig
+from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
 from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.sources import AdvertSource
+from edge_agent.runtime.consent import add_consent, load_consents, revoke_consent
+from edge_agent.runtime.sources import AdvertSource
 
 if TYPE_CHECKING:
-    from edge_agent.agent import Agent
     from edge_agent.config import ReceiverCalibration
+    from edge_agent.runtime.agent import Agent
 
 _LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
@@ -45,11 +46,11 @@ def make_source(cfg: AgentConfig) -> AdvertSource:
             truth_path=src.truth_log,
         )
     if src.kind == "replay":
-        from edge_agent.sources.replay import ReplaySource
+        from edge_agent.runtime.sources.replay import ReplaySource
 
         assert src.path is not None
         return ReplaySource(src.path, speed=src.speed)
-    from edge_agent.sources.bleak import BleakSource
+    from edge_agent.runtime.sources.bleak import BleakSource
 
     return BleakSource(src)
 
@@ -64,7 +65,7 @@ def _setup_logging(level: str) -> None:
 
 def _load(path: str) -> AgentConfig | None:
     try:
-        return load_config(path)
+        return load_checked(path)
     except ConfigError as err:
         print(f"{len(err.issues)} error(s) in {err.source}:", file=sys.stderr)
         for issue in err.issues:
@@ -96,7 +97,7 @@ def cmd_get_config(args: argparse.Namespace) -> int:
 
 
 def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | None:
-    from edge_agent.control import request
+    from edge_agent.runtime.control import request
 
     reply = request(cfg.control_socket, payload)
     if reply is not None and not reply.get("ok"):
@@ -106,12 +107,14 @@ def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | N
 
 def _erase_offline(cfg: AgentConfig, device: str) -> int:
     """No agent runs: remove the device's buffered events from the outbox file directly."""
-    from edge_agent.agent import device_topics
-    from edge_agent.identity import Identity
-    from edge_agent.outbox import Outbox
+    from edge_agent.pipeline.identity import Identity
+    from edge_agent.runtime.agent import device_topics
+    from edge_agent.runtime.outbox import Outbox, OutboxLimits
 
     ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device)
-    box = Outbox(cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=cfg.outbox.limits())
+    box = Outbox(
+        cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=OutboxLimits.from_config(cfg.outbox)
+    )
     try:
         return box.erase([t for d in ids for t in device_topics(d)])
     finally:
@@ -174,7 +177,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The service."""
-    from edge_agent.agent import Agent
+    from edge_agent.runtime.agent import Agent
 
     cfg = _load(args.config)
     if cfg is None:
@@ -192,14 +195,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The simulated store through the agent, with a live terminal view."""
-    from edge_agent.demo import run_demo
+    from edge_agent.tools.demo import run_demo
 
     return run_demo(args)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """A live table of the devices the radio hears."""
-    from edge_agent.scan import run_scan
+    from edge_agent.tools.scan import run_scan
 
     cfg = _load(args.config)
     if cfg is None:
@@ -214,7 +217,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     """Advertisements to a JSONL recording."""
-    from edge_agent.offline import AddressMasker, private_file, record, registered_addresses
+    from edge_agent.tools.replay import AddressMasker, private_file, record, registered_addresses
 
     cfg = _load(args.config)
     if cfg is None:
@@ -252,7 +255,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
-    from edge_agent import offline
+    from edge_agent.tools import replay as offline
 
     path = Path(args.file)
     with contextlib.ExitStack() as stack:
@@ -313,9 +316,9 @@ def _replay_publish(
     events: Any,
     receivers: Path | None,
 ) -> int:
-    from edge_agent.agent import Agent
-    from edge_agent.offline import file_day_keys, replay_hook
-    from edge_agent.sources.replay import ReplaySource
+    from edge_agent.runtime.agent import Agent
+    from edge_agent.runtime.sources.replay import ReplaySource
+    from edge_agent.tools.replay import file_day_keys, replay_hook
 
     # Never the live gateway's outbox or event ids: a replay publishes as "<gateway>-replay",
     # from a state directory of its own.
@@ -337,8 +340,8 @@ def _replay_publish(
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Our filter and the peers' on captures with truth (DESIGN §5 distance metric)."""
-    from edge_agent import evaluation as ev
     from edge_agent.config import ProximityConfig
+    from edge_agent.tools import evaluation as ev
 
     cfg = _load(args.config) if args.config else None
     if args.config and cfg is None:
@@ -377,9 +380,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit receivers from captures with truth (``--from``) or from a beacon held at known
     distances (``--interactive``), and write the calibration TOML."""
-    from edge_agent import evaluation as ev
-    from edge_agent.calibrate import fit_captures, to_toml
     from edge_agent.config import ProximityConfig
+    from edge_agent.tools import evaluation as ev
+    from edge_agent.tools.calibrate import fit_captures, to_toml
 
     if bool(args.captures) == bool(args.interactive):
         print("edge-agent calibrate: give either --from CAPTURE… or --interactive", file=sys.stderr)
@@ -416,8 +419,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibrate_interactive(cfg: AgentConfig, args: argparse.Namespace) -> list[ReceiverCalibration]:
-    from edge_agent.calibrate import interactive
     from edge_agent.errors import CalibrationError
+    from edge_agent.tools.calibrate import interactive
 
     try:
         distances = [float(d) for d in str(args.distances).split(",") if d.strip()]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from edge_agent.ids import is_address
+
 EMPTY_MFR: Mapping[int, bytes] = {}
 EMPTY_SVC: Mapping[str, bytes] = {}
 
@@ -235,6 +237,25 @@ class DeviceClass(StrEnum):
     SENSOR = "sensor"
     BEACON = "beacon"
     UNKNOWN = "unknown"
+
+
+@dataclass(slots=True, frozen=True)
+class Consent:
+    """One consenting device (an entry of the consent list)."""
+
+    match: str
+    """Address ``AA:BB:CC:DD:EE:FF`` (upper case) or beacon id the device is recognised by."""
+    id: str
+    """Stable id it is published under (a topic segment)."""
+    kind: DeviceClass
+    """What it is (usually ``shopper`` for an app beacon)."""
+    added: float
+    """When consent was recorded, seconds since the epoch."""
+
+    @property
+    def is_address(self) -> bool:
+        """True when ``match`` is a Bluetooth address."""
+        return is_address(self.match)
 
 
 @dataclass(slots=True, frozen=True)

@@ -45,9 +45,9 @@ from dbus_fast.annotations import (
 from dbus_fast.constants import PropertyAccess, RequestNameReply
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from edge_agent.decoders.ibeacon import APPLE_COMPANY_ID
 from edge_agent.errors import SourceError
 from edge_agent.models import Advert, IBeaconFrame
+from edge_agent.pipeline.decoders.ibeacon import APPLE_COMPANY_ID
 from firmware_sim.encoders import encode_ibeacon
 from firmware_sim.store import StoreSim, load_scenario, simulate
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.sources.replay import advert_to_json
+from edge_agent.runtime.sources.replay import advert_to_json
 from firmware_sim.source import open_or_none
 from firmware_sim.store import StoreSim, load_scenario, simulate
 

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from edge_agent.broker import terminate
 from edge_agent.errors import SourceError
+from edge_agent.tools.mosquitto import terminate
 
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">

@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_agent.decoders.bthome import BTHOME_UUID
-from edge_agent.decoders.eddystone import EDDYSTONE_UUID
-from edge_agent.decoders.ibeacon import APPLE_COMPANY_ID
-from edge_agent.decoders.ruuvi import RUUVI_COMPANY_ID
 from edge_agent.models import (
     BTHomeFrame,
     EddystoneTLMFrame,
@@ -19,6 +15,10 @@ from edge_agent.models import (
     Measurement,
     RuuviFrame,
 )
+from edge_agent.pipeline.decoders.bthome import BTHOME_UUID
+from edge_agent.pipeline.decoders.eddystone import EDDYSTONE_UUID
+from edge_agent.pipeline.decoders.ibeacon import APPLE_COMPANY_ID
+from edge_agent.pipeline.decoders.ruuvi import RUUVI_COMPANY_ID
 from firmware_sim.encoders import (
     encode_bthome,
     encode_eddystone_tlm,

@@ -1,28 +1,10 @@
-"""Frame → bytes: the exact inverses of ``edge_agent.decoders`` (tests check both directions)."""
+"""Frame → bytes: the exact inverses of ``edge_agent.pipeline.decoders`` (tests check both
+ways)."""
 
 from __future__ import annotations
 
 import struct
 
-from edge_agent.decoders.altbeacon import BEACON_CODE
-from edge_agent.decoders.bthome import (
-    BUTTON_EVENTS,
-    DIMMER_EVENTS,
-    FLAG_ENCRYPTED,
-    FLAG_TRIGGER,
-    OBJ_PACKET_ID,
-    OBJECTS,
-    Kind,
-)
-from edge_agent.decoders.eddystone import (
-    FRAME_EID,
-    FRAME_TLM,
-    FRAME_UID,
-    FRAME_URL,
-    URL_EXPANSIONS,
-    URL_SCHEMES,
-)
-from edge_agent.decoders.ruuvi import FORMAT_RAWV2
 from edge_agent.models import (
     AltBeaconFrame,
     BTHomeFrame,
@@ -33,6 +15,25 @@ from edge_agent.models import (
     IBeaconFrame,
     RuuviFrame,
 )
+from edge_agent.pipeline.decoders.altbeacon import BEACON_CODE
+from edge_agent.pipeline.decoders.bthome import (
+    BUTTON_EVENTS,
+    DIMMER_EVENTS,
+    FLAG_ENCRYPTED,
+    FLAG_TRIGGER,
+    OBJ_PACKET_ID,
+    OBJECTS,
+    Kind,
+)
+from edge_agent.pipeline.decoders.eddystone import (
+    FRAME_EID,
+    FRAME_TLM,
+    FRAME_UID,
+    FRAME_URL,
+    URL_EXPANSIONS,
+    URL_SCHEMES,
+)
+from edge_agent.pipeline.decoders.ruuvi import FORMAT_RAWV2
 
 
 def _u8(value: int) -> bytes:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import AgentConfig
-from edge_agent.evaluation import NEAR_M, Filter
-from edge_agent.identity import DeviceRef
 from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.tracking import DeviceTable
-from edge_agent.zones import PresenceEngine
+from edge_agent.pipeline.identity import DeviceRef
+from edge_agent.pipeline.proximity import DeviceTable
+from edge_agent.pipeline.zones import PresenceEngine
+from edge_agent.tools.evaluation import NEAR_M, Filter
 from firmware_sim.devices import Firmware
 from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
 

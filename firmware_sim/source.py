@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from edge_agent.contract import AdapterHealth
-from edge_agent.sources import AdvertSink
+from edge_agent.runtime.sources import AdvertSink
 from firmware_sim.store import StoreSim, load_scenario, simulate
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from edge_agent.broker import LocalMosquitto
+from edge_agent.tools.mosquitto import LocalMosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"

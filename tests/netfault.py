@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Literal
 
-from edge_agent.broker import free_port
+from edge_agent.tools.mosquitto import free_port
 
 Mode = Literal["forward", "silent", "drop_replies"]
 

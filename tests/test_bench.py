@@ -18,14 +18,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edge_agent import kernels
-from edge_agent.broker import LocalMosquitto
 from edge_agent.config import load_config
-from edge_agent.decoders import DecodeStats, decode_advert
 from edge_agent.models import Advert, ContextEvent, IBeaconFrame
-from edge_agent.outbox import Outbox
-from edge_agent.pipeline import Pipeline
-from edge_agent.publisher import Publisher
+from edge_agent.pipeline import kernels
+from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.tick import Pipeline
+from edge_agent.runtime.outbox import Outbox
+from edge_agent.runtime.publisher import Publisher
+from edge_agent.tools.mosquitto import LocalMosquitto
 from firmware_sim.encoders import encode_ibeacon
 from firmware_sim.store import StoreSim, load_scenario
 from tests.conftest import CONFIG_DIR, MINIMAL
@@ -383,8 +383,8 @@ def test_bench_agent_through_bleak_against_bare_bleak(tmp_path: Path) -> None:
     from bleak import BleakScanner
 
     from edge_agent.config import SourceConfig
-    from edge_agent.sources import AdvertSink
-    from edge_agent.sources.bleak import BleakSource
+    from edge_agent.runtime.sources import AdvertSink
+    from edge_agent.runtime.sources.bleak import BleakSource
     from firmware_sim.dbus import PrivateBus
     from tests.virtual_bluez import BluezProcess
 

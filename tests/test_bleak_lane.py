@@ -10,9 +10,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from edge_agent.config import SourceConfig
-from edge_agent.sources import AdvertSink
-from edge_agent.sources.bleak import Lane
-from edge_agent.sources.bluez import BluezWatch
+from edge_agent.runtime.sources import AdvertSink
+from edge_agent.runtime.sources.bleak import Lane
+from edge_agent.runtime.sources.bluez import BluezWatch
 
 
 def _advert(n: int) -> tuple[BLEDevice, AdvertisementData]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from edge_agent.broker import LocalMosquitto
 from edge_agent.contract import model_for
+from edge_agent.tools.mosquitto import LocalMosquitto
 from firmware_sim.dbus import PrivateBus
 from tests.mqtt_watch import Watcher
 from tests.test_faults import StderrTail, stop, wait_until

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent import evaluation as ev
 from edge_agent.cli import main
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
+from edge_agent.tools import evaluation as ev
 
 TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
 RECEIVERS = TRACKS / "receivers.json"
@@ -108,7 +108,7 @@ class HeldBeacon:
         import asyncio
 
         from edge_agent.models import Advert, IBeaconFrame
-        from edge_agent.sources import AdvertSink
+        from edge_agent.runtime.sources import AdvertSink
         from firmware_sim.encoders import encode_ibeacon
 
         assert isinstance(sink, AdvertSink)
@@ -128,7 +128,7 @@ class HeldBeacon:
 def test_interactive_calibration_fits_the_receiver_held_against() -> None:
     import asyncio
 
-    from edge_agent.calibrate import interactive
+    from edge_agent.tools.calibrate import interactive
 
     cfg = load_config(CONFIG)
     beacon = HeldBeacon(offset_db=-6.0, exponent=2.6)
@@ -152,7 +152,7 @@ def test_interactive_calibration_fits_the_receiver_held_against() -> None:
 def test_interactive_calibration_stops_on_q_and_keeps_the_default_exponent() -> None:
     import asyncio
 
-    from edge_agent.calibrate import interactive
+    from edge_agent.tools.calibrate import interactive
 
     cfg = load_config(CONFIG)
     beacon = HeldBeacon(offset_db=4.0, exponent=3.0)
@@ -171,8 +171,8 @@ def test_interactive_calibration_stops_on_q_and_keeps_the_default_exponent() -> 
 def test_interactive_calibration_of_a_device_never_heard_fails_clearly() -> None:
     import asyncio
 
-    from edge_agent.calibrate import interactive
     from edge_agent.errors import CalibrationError
+    from edge_agent.tools.calibrate import interactive
 
     async def ask(prompt: str) -> str:
         return "\n"

@@ -10,7 +10,9 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.config import load_config
+from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError
+from edge_agent.runtime.secrets import mqtt_password
 from tests.conftest import CONFIG_DIR, MINIMAL
 
 
@@ -29,7 +31,7 @@ def test_example_config_has_no_inline_secret() -> None:
 def _errors(write: Callable[[str], Path], text: str) -> list[str]:
     path = write(text)
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        load_checked(path)
     return [issue.render("agent.toml") for issue in info.value.issues]
 
 
@@ -195,12 +197,12 @@ def test_password_from_file_and_env(
     cfg = load_config(
         write_config(MINIMAL + f'\n[mqtt]\nusername = "gw"\npassword_file = "{secret}"\n')
     )
-    assert cfg.mqtt.password() == "s3cret"
+    assert mqtt_password(cfg.mqtt) == "s3cret"
     monkeypatch.setenv("EDGE_TEST_PW", "from-env")
     cfg = load_config(
         write_config(MINIMAL + '\n[mqtt]\nusername = "gw"\npassword_env = "EDGE_TEST_PW"\n')
     )
-    assert cfg.mqtt.password() == "from-env"
+    assert mqtt_password(cfg.mqtt) == "from-env"
     assert "from-env" not in repr(cfg) and "s3cret" not in repr(cfg)
 
 

@@ -4,18 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.decoders import (
-    DecodeStats,
-    Malformed,
-    decode_advert,
-    decode_altbeacon,
-    decode_bthome,
-    decode_eddystone,
-    decode_ibeacon,
-    decode_ruuvi,
-)
-from edge_agent.decoders.bthome import BTHOME_UUID, OBJECTS
-from edge_agent.decoders.eddystone import EDDYSTONE_UUID
 from edge_agent.models import (
     Advert,
     AltBeaconFrame,
@@ -28,6 +16,18 @@ from edge_agent.models import (
     Measurement,
     RuuviFrame,
 )
+from edge_agent.pipeline.decoders import (
+    DecodeStats,
+    Malformed,
+    decode_advert,
+    decode_altbeacon,
+    decode_bthome,
+    decode_eddystone,
+    decode_ibeacon,
+    decode_ruuvi,
+)
+from edge_agent.pipeline.decoders.bthome import BTHOME_UUID, OBJECTS
+from edge_agent.pipeline.decoders.eddystone import EDDYSTONE_UUID
 
 
 def test_ibeacon_apple_layout() -> None:

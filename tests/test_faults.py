@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.broker import LocalMosquitto
+from edge_agent.tools.mosquitto import LocalMosquitto
 from tests.mqtt_watch import Received, Watcher
 from tests.netfault import Proxy
 from tests.test_integration import (

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.broker import LocalMosquitto
 from edge_agent.config import load_config, read_calibration
 from edge_agent.contract import model_for
-from edge_agent.offline import registered_addresses
-from edge_agent.sources.replay import read_adverts
+from edge_agent.runtime.sources.replay import read_adverts
+from edge_agent.tools.mosquitto import LocalMosquitto
+from edge_agent.tools.replay import registered_addresses
 from tests.conftest import record_store
 from tests.mqtt_watch import Watcher
 from tests.test_integration import ROOT_TOPIC, sim_config

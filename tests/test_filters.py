@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent import kernels
 from edge_agent.config import FilterConfig, ProximityConfig
 from edge_agent.models import DeviceClass
-from edge_agent.tracking import DeviceTable
+from edge_agent.pipeline import kernels
+from edge_agent.pipeline.proximity import DeviceTable
 
 PROX = ProximityConfig(
     filter=FilterConfig(kind="kalman"),

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.config import load_config
-from edge_agent.offline import replay
+from edge_agent.tools.replay import replay
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 MIDNIGHT = 1772409600.0  # 2026-03-02T00:00:00Z, inside the recording

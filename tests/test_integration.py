@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from edge_agent.broker import LocalMosquitto
 from edge_agent.contract import model_for
+from edge_agent.tools.mosquitto import LocalMosquitto
 from tests.conftest import CONFIG_DIR
 from tests.mqtt_watch import Received, Watcher
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_agent import kernels
+from edge_agent.pipeline import kernels
 
 
 def _batch(seed: int, n: int = 2000, slots: int = 50) -> tuple[np.ndarray, ...]:

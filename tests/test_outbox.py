@@ -9,7 +9,7 @@ import sqlite_utils
 
 from edge_agent.contract import PresencePayload
 from edge_agent.models import ContextEvent
-from edge_agent.outbox import SCHEMA_VERSION, Outbox, OutboxLimits, _migrate_1
+from edge_agent.runtime.outbox import SCHEMA_VERSION, Outbox, OutboxLimits, _migrate_1
 
 
 def _event(n: int) -> ContextEvent:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.decoders.bthome import BTHOME_UUID
-from edge_agent.identity import Identity
 from edge_agent.models import Advert, BTHomeFrame, ContextEvent, IBeaconFrame, Measurement
-from edge_agent.pipeline import Pipeline
-from edge_agent.tracking import band_for
+from edge_agent.pipeline.decoders.bthome import BTHOME_UUID
+from edge_agent.pipeline.identity import Identity
+from edge_agent.pipeline.proximity import band_for
+from edge_agent.pipeline.tick import Pipeline
 from firmware_sim.encoders import encode_bthome, encode_ibeacon
 from tests.conftest import MINIMAL
 

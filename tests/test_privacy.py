@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.consent import add_consent, load_consents, revoke_consent
+from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError, ConsentError
-from edge_agent.identity import AddressClass, Identity, address_class, next_rotation
 from edge_agent.models import Advert, ContextEvent, DeviceClass, IBeaconFrame
-from edge_agent.pipeline import Pipeline
+from edge_agent.pipeline.identity import AddressClass, Identity, address_class, next_rotation
+from edge_agent.pipeline.tick import Pipeline
+from edge_agent.runtime.consent import add_consent, load_consents, revoke_consent
 from firmware_sim.encoders import encode_ibeacon
 from tests.conftest import MINIMAL
 
@@ -201,7 +202,7 @@ def test_consent_file_errors_name_the_problem(write_config: Callable[[str], Path
     with pytest.raises(ConsentError, match=r"devices\[0\]"):
         load_consents(path)
     with pytest.raises(ConfigError, match=r"privacy\.consent_file"):
-        load_config(write_config(MINIMAL))
+        load_checked(write_config(MINIMAL))
 
 
 def test_consent_file_is_written_atomically_and_privately(

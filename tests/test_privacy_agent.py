@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent.broker import LocalMosquitto, free_port
+from edge_agent.tools.mosquitto import LocalMosquitto, free_port
 from firmware_sim.store import StoreSim, load_scenario, simulate
 from tests.conftest import CONFIG_DIR
 from tests.mqtt_watch import Watcher

@@ -8,10 +8,10 @@ import math
 import pytest
 
 from edge_agent.config import AgentConfig, FilterConfig, ProximityConfig
-from edge_agent.identity import DeviceRef
 from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.tracking import DeviceTable, Estimate
-from edge_agent.zones import PresenceEngine
+from edge_agent.pipeline.identity import DeviceRef
+from edge_agent.pipeline.proximity import DeviceTable, Estimate
+from edge_agent.pipeline.zones import PresenceEngine
 
 EMA = ProximityConfig(filter=FilterConfig(kind="ema", tau_s=0.01), path_loss_exponent=2.0)
 

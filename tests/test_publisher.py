@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from edge_agent.publisher import BACKOFF_MAX_S, BACKOFF_MIN_S, backoff_delay
+from edge_agent.runtime.publisher import BACKOFF_MAX_S, BACKOFF_MIN_S, backoff_delay
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import load_config
-from edge_agent.identity import Identity
-from edge_agent.pipeline import Pipeline
-from edge_agent.sources import AdvertSink
-from edge_agent.sources.replay import ReplaySource, read_adverts
+from edge_agent.pipeline.identity import Identity
+from edge_agent.pipeline.tick import Pipeline
+from edge_agent.runtime.sources import AdvertSink
+from edge_agent.runtime.sources.replay import ReplaySource, read_adverts
 from tests.conftest import CONFIG_DIR, record_store
 
 

@@ -10,18 +10,6 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.decoders import (
-    DecodeStats,
-    Malformed,
-    decode_advert,
-    decode_altbeacon,
-    decode_bthome,
-    decode_eddystone,
-    decode_ibeacon,
-    decode_ruuvi,
-)
-from edge_agent.decoders.bthome import BUTTON_EVENTS, DIMMER_EVENTS, OBJECTS, Kind
-from edge_agent.decoders.eddystone import URL_SCHEMES
 from edge_agent.models import (
     Advert,
     AltBeaconFrame,
@@ -35,6 +23,18 @@ from edge_agent.models import (
     Measurement,
     RuuviFrame,
 )
+from edge_agent.pipeline.decoders import (
+    DecodeStats,
+    Malformed,
+    decode_advert,
+    decode_altbeacon,
+    decode_bthome,
+    decode_eddystone,
+    decode_ibeacon,
+    decode_ruuvi,
+)
+from edge_agent.pipeline.decoders.bthome import BUTTON_EVENTS, DIMMER_EVENTS, OBJECTS, Kind
+from edge_agent.pipeline.decoders.eddystone import URL_SCHEMES
 from firmware_sim import encoders
 
 s8 = st.integers(-128, 127)

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 
-from edge_agent.broker import LocalMosquitto, free_port
+from edge_agent.tools.mosquitto import LocalMosquitto, free_port
 from tests.conftest import CONFIG_DIR
 from tests.mqtt_watch import Watcher
 from tests.pki import Issued, TestCA

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.agent import sd_notify
+from edge_agent.runtime.agent import sd_notify
 from tests.conftest import ROOT
 
 

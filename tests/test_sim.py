@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from firmware_sim.radio import Channel, RadioParams
 from firmware_sim.store import StoreSim, load_scenario
 from tests.conftest import CONFIG_DIR

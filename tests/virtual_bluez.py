@@ -13,7 +13,7 @@ import time
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from edge_agent.broker import terminate
+from edge_agent.tools.mosquitto import terminate
 from firmware_sim.bluez import CONTROL_INTERFACE, CONTROL_PATH
 from firmware_sim.dbus import PrivateBus
 from tests.conftest import CONFIG_DIR

@@ -1,0 +1,51 @@
+"""``agent.toml``: its sections (pydantic models), loading with errors a field engineer can act
+on, and — in ``checks``, imported on its own — the step that looks at the files and variables it
+names. Importing this package reads nothing."""
+
+from edge_agent.config.loading import load_config, parse_config, read_calibration
+from edge_agent.config.sections import (
+    AgentConfig,
+    CalibrationConfig,
+    DeviceConfig,
+    FilterConfig,
+    FleetConfig,
+    GatewayConfig,
+    HealthConfig,
+    MqttConfig,
+    MqttTlsConfig,
+    OutboxConfig,
+    PipelineConfig,
+    PresenceConfig,
+    PrivacyConfig,
+    ProximityConfig,
+    ReceiverCalibration,
+    ReceiverConfig,
+    SensorsConfig,
+    SourceConfig,
+    ZoneConfig,
+)
+
+__all__ = [
+    "AgentConfig",
+    "CalibrationConfig",
+    "DeviceConfig",
+    "FilterConfig",
+    "FleetConfig",
+    "GatewayConfig",
+    "HealthConfig",
+    "MqttConfig",
+    "MqttTlsConfig",
+    "OutboxConfig",
+    "PipelineConfig",
+    "PresenceConfig",
+    "PrivacyConfig",
+    "ProximityConfig",
+    "ReceiverCalibration",
+    "ReceiverConfig",
+    "SensorsConfig",
+    "SourceConfig",
+    "ZoneConfig",
+    "load_config",
+    "parse_config",
+    "read_calibration",
+]

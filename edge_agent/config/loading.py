@@ -1,0 +1,369 @@
+"""Loading ``agent.toml``: TOML → validated ``AgentConfig``, with every problem reported at once,
+each naming the key path, the bad value, why, and its line.
+
+``load_config(path)`` reads the file (and the calibration file it includes) and validates it;
+``parse_config(text)`` validates text. Neither reads the files or variables the configuration
+names (password files, credentials, the consent list): ``edge_agent.config.checks`` does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from edge_agent.config.sections import AgentConfig, CalibrationConfig
+from edge_agent.errors import ConfigError, ConfigIssue
+from edge_agent.ids import PATTERN_MESSAGES
+
+
+def read_text(path: Path) -> str:
+    """A configuration file's text; ``ConfigError`` when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(
+            str(path), [ConfigIssue("", f"cannot read file: {err.strerror}")]
+        ) from err
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+    """Read, validate and cross-check ``path``; raise ``ConfigError`` listing every problem.
+
+    ``overrides`` maps dotted keys to values applied on top of the file (used by ``demo``).
+    Whether the files and variables it names exist is ``edge_agent.config.checks``' step.
+    """
+    path = Path(path)
+    return parse_config(
+        read_text(path), source=str(path), base_dir=path.parent, overrides=overrides
+    )
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> AgentConfig:
+    """Validate TOML text; see ``load_config``."""
+    checked = validate(text, source=source, base_dir=base_dir, overrides=overrides)
+    if checked.issues:
+        raise ConfigError(source, checked.issues)
+    return checked.config
+
+
+@dataclass(slots=True, frozen=True)
+class Validated:
+    """A configuration that passed validation, and what its cross-checks found."""
+
+    config: AgentConfig
+    """The configuration."""
+    issues: list[ConfigIssue]
+    """Problems between keys (a receiver's zone that does not exist …); empty when none."""
+    lines: Mapping[tuple[str | int, ...], int]
+    """Key path → the line it stands on, for issues found later."""
+
+
+def validate(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Validated:
+    """Parse and validate TOML text (``ConfigError`` when it is not TOML or a value is wrong),
+    then cross-check it, returning the cross-checks' issues rather than raising them."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        m = re.search(r"\(at line (\d+)", str(err))
+        issue = ConfigIssue("", f"not valid TOML: {err}", line=int(m.group(1)) if m else None)
+        raise ConfigError(source, [issue]) from err
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    _include_calibration(data, source, base_dir)
+    lines = _locate_keys(text)
+    try:
+        cfg = AgentConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as err:
+        issues = [_issue_from_error(e, lines) for e in err.errors(include_url=False)]
+        raise ConfigError(source, issues) from err
+    return Validated(cfg, list(_cross_checks(cfg, lines)), lines)
+
+
+def read_calibration(path: Path) -> CalibrationConfig:
+    """A calibration TOML as ``edge-agent calibrate`` writes it (``ConfigError`` naming the
+    file, line and key when it is wrong)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {err.strerror}")]) from err
+    try:
+        parsed = CalibrationConfig.model_validate(tomllib.loads(text).get("calibration", {}))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), [ConfigIssue("", f"not valid TOML: {err}")]) from err
+    except ValidationError as err:
+        lines = _locate_keys(text)
+        issues = [
+            _issue_from_error({**e, "loc": ("calibration", *e["loc"])}, lines)
+            for e in err.errors(include_url=False)
+        ]
+        raise ConfigError(str(path), issues) from err
+    if parsed.file is not None:
+        raise ConfigError(str(path), [ConfigIssue("calibration.file", "includes cannot nest")])
+    return parsed
+
+
+def _include_calibration(data: dict[str, Any], source: str, base_dir: Path | None) -> None:
+    """Put the receivers of ``calibration.file`` before the inline ones (validated on their own,
+    so that errors point into that file)."""
+    section = data.get("calibration")
+    if not isinstance(section, dict) or not isinstance(section.get("file"), str):
+        return
+    path = Path(section["file"])
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        issue = ConfigIssue("calibration.file", f"{path}: file not found")
+        raise ConfigError(source, [issue])
+    parsed = read_calibration(path)
+    inline = section.get("receivers", [])
+    section["receivers"] = [r.model_dump() for r in parsed.receivers] + list(inline)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+
+
+_HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?")
+_KEY = re.compile(r'^((?:"[^"]*"|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|[A-Za-z0-9_-]+))*)\s*=')
+
+
+def _split_key(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip('"') for part in key.split("."))
+
+
+def _locate_keys(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map key paths (as pydantic reports them) to the line they stand on."""
+    found: dict[tuple[str | int, ...], int] = {}
+    counters: dict[tuple[str, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = _HEADER.match(line)
+        if header:
+            keys = _split_key(header.group(1))
+            if line.startswith("[["):
+                index = counters.get(keys, -1) + 1
+                counters[keys] = index
+                table = (*keys, index)
+            else:
+                table = keys
+            found.setdefault(table, lineno)
+            continue
+        key = _KEY.match(line)
+        if key:
+            found.setdefault((*table, *_split_key(key.group(1))), lineno)
+    return found
+
+
+def _line_for(loc: Iterable[str | int], lines: Mapping[tuple[str | int, ...], int]) -> int | None:
+    path = tuple(loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return None
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _num(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _message(err: Mapping[str, Any], known_keys: Iterable[str]) -> str:
+    kind = err["type"]
+    ctx = {k: _num(v) for k, v in (err.get("ctx") or {}).items()}
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        close = difflib.get_close_matches(name, list(known_keys), n=1)
+        return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
+    if kind == "greater_than":
+        return f"must be greater than {ctx['gt']}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}"
+    if kind == "less_than":
+        return f"must be less than {ctx['lt']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}"
+    if kind == "literal_error" or kind == "enum":
+        return f"must be one of {ctx['expected']}"
+    if kind == "string_pattern_mismatch":
+        return PATTERN_MESSAGES.get(str(ctx["pattern"]), f"must match {ctx['pattern']}")
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be an integer"
+    if kind in ("float_type", "float_parsing"):
+        return "must be a number"
+    if kind == "string_type":
+        return "must be a string"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind == "list_type":
+        return "must be an array"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a table"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """Names of the fields valid in the table that holds ``loc`` (for 'did you mean')."""
+    model: Any = AgentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _issue_from_error(
+    err: Mapping[str, Any], lines: Mapping[tuple[str | int, ...], int]
+) -> ConfigIssue:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    missing = err["type"] == "missing"
+    value = None if missing else err.get("input")
+    if loc[:2] == ("mqtt", "urls"):  # a URL may carry a password: never echo it
+        value = _redact_urls(value)
+    return ConfigIssue(
+        path=_dotted(loc),
+        message=_redact_urls(_message(err, _fields_at(loc))),
+        value=value,
+        line=_line_for(loc, lines),
+        has_value=not missing,
+    )
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s']*@")
+
+
+def _redact_urls(value: Any) -> Any:
+    """URLs with ``user:password@`` shown as ``***@``."""
+    if isinstance(value, str):
+        return _USERINFO.sub("***@", value)
+    if isinstance(value, list):
+        return [_redact_urls(v) for v in value]
+    return value
+
+
+def _duplicates(ids: list[str]) -> list[int]:
+    seen: set[str] = set()
+    dup: list[int] = []
+    for i, value in enumerate(ids):
+        if value in seen:
+            dup.append(i)
+        seen.add(value)
+    return dup
+
+
+def issue_at(
+    loc: tuple[str | int, ...],
+    value: object,
+    message: str,
+    lines: Mapping[tuple[str | int, ...], int],
+) -> ConfigIssue:
+    """An issue about the key at ``loc`` (its line from ``lines``; ``value`` None: missing)."""
+    return ConfigIssue(_dotted(loc), message, value, _line_for(loc, lines), value is not None)
+
+
+def _cross_checks(
+    cfg: AgentConfig, lines: Mapping[tuple[str | int, ...], int]
+) -> Iterable[ConfigIssue]:
+    """Rules that span keys; each issue still names one key. No file or variable is read."""
+
+    def issue(loc: tuple[str | int, ...], value: object, message: str) -> ConfigIssue:
+        return issue_at(loc, value, message, lines)
+
+    for name, items in (
+        ("zones", cfg.zones),
+        ("receivers", cfg.receivers),
+        ("devices", cfg.devices),
+    ):
+        for i in _duplicates([item.id for item in items]):
+            yield issue((name, i, "id"), items[i].id, f"duplicate id in {name}")
+    zone_ids = {z.id for z in cfg.zones}
+    for i, rx in enumerate(cfg.receivers):
+        if rx.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield issue(("receivers", i, "zone"), rx.zone, f"no such zone (zones: {known})")
+    for i, dev in enumerate(cfg.devices):
+        if (dev.address is None) == (dev.beacon is None):
+            yield issue(("devices", i), dev.id, "needs exactly one of 'address' or 'beacon'")
+    p = cfg.proximity
+    if not p.immediate_m < p.near_m < p.far_m:
+        yield issue(
+            ("proximity", "near_m"), p.near_m, "bands must grow: immediate_m < near_m < far_m"
+        )
+    src = cfg.source
+    if src.kind == "sim" and src.scenario is None:
+        yield issue(("source", "scenario"), None, "required when source.kind = 'sim'")
+    if src.kind == "replay" and src.path is None:
+        yield issue(("source", "path"), None, "required when source.kind = 'replay'")
+    m = cfg.mqtt
+    secrets = [k for k in ("password_file", "password_env", "password_credential") if getattr(m, k)]
+    if len(secrets) > 1:
+        yield issue(("mqtt", secrets[1]), None, f"set only one of {', '.join(secrets)}")
+    if secrets and not m.username:
+        yield issue(("mqtt", "username"), None, "required when a password is configured")
+    tls = m.tls
+    if tls.key_file is not None and tls.key_credential is not None:
+        yield issue(("mqtt", "tls", "key_credential"), None, "set key_file or key_credential")
+    has_key = tls.key_file is not None or tls.key_credential is not None
+    if (tls.cert_file is None) != (not has_key):
+        yield issue(
+            ("mqtt", "tls", "cert_file" if tls.cert_file is None else "key_file"),
+            None,
+            "mutual TLS needs both cert_file and key_file (or key_credential)",
+        )
+    if not m.uses_tls and (tls.ca_file or tls.cert_file or has_key):
+        yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")

@@ -1,0 +1,186 @@
+"""The pure pipeline: adverts of one tick in, context events out. No I/O.
+
+decode → identity → device table (numba kernels, once per tick) → zones and sensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_agent.config import AgentConfig
+from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame
+from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.identity import DeviceRef, Identity
+from edge_agent.pipeline.proximity import DeviceTable
+from edge_agent.pipeline.sensors import SensorTracker, tx_power_1m
+from edge_agent.pipeline.zones import PresenceEngine
+from edge_agent.tools.estimates import SampleEstimate
+
+MAX_RSSI = 20
+MIN_RSSI = -127
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters of the pure stages (the decode stage keeps its own)."""
+
+    adverts: int = 0
+    """Adverts processed."""
+    rejected_rssi: int = 0
+    """Adverts with an impossible RSSI, skipped."""
+    ticks: int = 0
+    """Ticks processed."""
+    events: int = 0
+    """Events produced."""
+    forgotten: int = 0
+    """Devices dropped from the table after being gone."""
+
+
+class Pipeline:
+    """Everything between the source queue and the outbox."""
+
+    def __init__(
+        self, cfg: AgentConfig, identity: Identity | None = None, use_jit: bool | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.identity = identity or Identity(cfg)
+        self.table = DeviceTable(
+            cfg.proximity, cfg.receivers, use_jit=use_jit, calibration=cfg.calibration
+        )
+        self.presence = PresenceEngine(cfg)
+        self.sensors = SensorTracker(cfg)
+        self.decode_stats = DecodeStats()
+        self.stats = PipelineStats()
+        self._refs: dict[str, DeviceRef] = {}
+        self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
+        self._next_sweep = 0.0
+        self.sample_log: list[SampleEstimate] | None = None
+        """When a list, every published device's sample is appended (``replay --estimates``)."""
+
+    def process(self, adverts: list[Advert], now: float, wall: float) -> list[ContextEvent]:
+        """One tick: every advert received before ``now`` (source clock), then timers at ``now``.
+
+        When the pseudonym key's day ends inside the tick, the tick is cut there: the adverts
+        before the boundary are processed under the old key, then the key is replaced and
+        every pseudonymous device leaves, then the rest follow under the new key.
+        """
+        out: list[ContextEvent] = []
+        identity = self.identity
+        until = identity.key_until
+        if adverts and max(adverts[0].wall, adverts[-1].wall) >= until:
+            cut = next(i for i, a in enumerate(adverts) if a.wall >= until)
+            boundary = adverts[cut]
+            if cut:
+                self._tick(adverts[:cut], boundary.t, boundary.wall, out)
+            if identity.tick(boundary.wall):
+                self._new_key_day(boundary.t, boundary.wall, out)
+            adverts = adverts[cut:]
+        self._tick(adverts, now, wall, out)
+        if identity.tick(wall):  # a quiet tick across the boundary, or the clock stepped back
+            self._new_key_day(now, wall, out)
+        self.stats.ticks += 1
+        self.stats.events += len(out)
+        return out
+
+    def _tick(
+        self, adverts: list[Advert], now: float, wall: float, out: list[ContextEvent]
+    ) -> None:
+        slots: list[int] = []
+        ts: list[float] = []
+        rssis: list[float] = []
+        txs: list[float] = []
+        touched: dict[str, None] = {}  # insertion order: events come out in the same order
+        log = self.sample_log
+        logged: list[tuple[int, Advert, str]] = []
+        identity = self.identity
+        default_tx = self.cfg.proximity.tx_power_1m_dbm
+        table = self.table
+        dstats = self.decode_stats
+        for adv in adverts:
+            rssi = adv.rssi
+            if rssi > MAX_RSSI or rssi < MIN_RSSI or rssi == 0:
+                self.stats.rejected_rssi += 1
+                continue
+            frames = decode_advert(adv, dstats)
+            ref = identity.resolve(adv, frames)
+            if ref is None:  # policy: ignore
+                continue
+            self._refs[ref.id] = ref
+            tx = ref.tx_power_1m
+            for frame in frames:
+                if tx is None:
+                    tx = tx_power_1m(frame)
+                if ref.publish and (ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame)):
+                    self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
+            if log is not None and ref.publish:
+                logged.append((len(slots), adv, ref.id))
+            slots.append(table.slot(ref.id, adv.receiver, ref.kind))
+            ts.append(adv.t)
+            rssis.append(rssi + table.offset(adv.receiver))
+            txs.append(default_tx if tx is None else tx)
+            touched[ref.id] = None
+        self.stats.adverts += len(adverts)
+        per_sample = table.update(slots, ts, rssis, txs, per_sample=log is not None)
+        if log is not None and per_sample is not None:
+            smoothed, dist = per_sample
+            log.extend(
+                SampleEstimate(a.t, a.receiver, d, a.rssi, float(smoothed[i]), float(dist[i]))
+                for i, a, d in logged
+            )
+        presence = self.presence
+        for device in touched:
+            presence.evaluate(
+                self._refs[device], presence.locate(table, device, now), now, wall, out
+            )
+        for device, st in list(presence.states.items()):
+            if device not in touched and (st.zone is not None or st.pending is not None):
+                presence.evaluate(st.ref, presence.locate(table, device, now), now, wall, out)
+        presence.occupancy(now, wall, out)
+        self.sensors.beacon_health(now, wall, out)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget devices gone for long, so memory follows the devices present."""
+        self._next_sweep = now + 10.0
+        horizon = now - self._forget_after
+        for device in list(self._refs):
+            st = self.presence.states.get(device)
+            if st is not None and st.zone is not None:
+                continue
+            if self.table.last_seen(device) < horizon:
+                self.table.forget(device)
+                self.presence.drop(device)
+                self.sensors.forget(device)
+                del self._refs[device]
+                self.stats.forgotten += 1
+
+    def _new_key_day(self, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """The pseudonym key was replaced: every device known by a pseudonym leaves (``exit``
+        under its old id) and is forgotten, so nothing links it to its new pseudonym."""
+        for device, ref in list(self._refs.items()):
+            if ref.registered:
+                continue
+            self.presence.close(device, now, wall, out)
+            self._drop(device)
+
+    def _drop(self, device: str) -> None:
+        """Forget a device's signal, sensor and beacon state (not its presence)."""
+        self.table.forget(device)
+        self.sensors.erase(device)
+        self._refs.pop(device, None)
+
+    def erase(self, devices: set[str]) -> int:
+        """Forget everything tracked about these wire ids; how many were known."""
+        found = 0
+        for device in devices:
+            found += device in self._refs or device in self.presence.states
+            self.presence.drop(device)
+            self._drop(device)
+        self.identity.forget(devices)
+        return found
+
+    @property
+    def devices_tracked(self) -> int:
+        """Devices currently in the table."""
+        return self.table.devices

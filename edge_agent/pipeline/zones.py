@@ -1,0 +1,227 @@
+"""Zone state machine per device (enter / update / exit with dwell) and per-zone occupancy."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from edge_agent.config import AgentConfig
+from edge_agent.models import ContextEvent, DeviceClass
+from edge_agent.pipeline.identity import DeviceRef
+from edge_agent.pipeline.proximity import DeviceTable, Estimate, band_for
+
+PRIORITY_UPDATE = 0
+PRIORITY_PRESENCE = 2
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Mutable per-device state of the zone machine (owned by ``PresenceEngine``)."""
+
+    ref: DeviceRef
+    zone: str | None = None
+    entered_at: float = 0.0
+    pending: str | None = None
+    pending_since: float = 0.0
+    last_update: float = 0.0
+    band: str = "gone"
+    last: Estimate | None = None
+    anchor: str | None = None
+    """Receiver the current zone was decided on (receiver hysteresis keeps it)."""
+
+
+class PresenceEngine:
+    """Turns per-device estimates into presence events and zone occupancy."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self._presence = cfg.presence
+        self._prox = cfg.proximity
+        self._zone_of_receiver = {r.id: r.zone for r in cfg.receivers}
+        self._radius = {z.id: z.radius_m for z in cfg.zones}
+        self._zones = [z.id for z in cfg.zones]
+        self._k = cfg.privacy.k_anonymity
+        self.states: dict[str, DeviceState] = {}
+        self._next_occupancy: float | None = None
+
+    def in_zone(self, zone: str) -> list[DeviceState]:
+        """Devices currently in ``zone``."""
+        return [s for s in self.states.values() if s.zone == zone]
+
+    def locate(self, table: DeviceTable, device: str, now: float) -> Estimate | None:
+        """The device's estimate from ``table``, keeping the receiver its zone was decided on
+        until another is closer by ``presence.switch_margin_db``."""
+        st = self.states.get(device)
+        anchor = st.anchor if st is not None and st.zone is not None else None
+        return table.nearest(device, now, anchor, self._presence.switch_margin_db)
+
+    def confidence(self, est: Estimate, zone: str) -> float:
+        """Probability, under the distance uncertainty, that the device is nearer to the
+        estimate's receiver than to the runner-up and within the zone's radius."""
+        d = max(est.distance_m, 1e-3)
+        sigma = max(est.sigma, 1e-6)
+        inside = _phi((math.log(self._radius[zone]) - math.log(d)) / sigma)
+        if math.isinf(est.runner_up_m):
+            return inside
+        spread = math.hypot(sigma, est.runner_up_sigma)
+        nearer = _phi((math.log(max(est.runner_up_m, 1e-3)) - math.log(d)) / spread)
+        return inside * nearer
+
+    def _candidate(self, st: DeviceState, est: Estimate | None) -> str | None:
+        if est is None:
+            return None
+        zone = self._zone_of_receiver.get(est.receiver)
+        if zone is None:
+            return None
+        limit = self._radius[zone] + (self._prox.hysteresis_m if zone == st.zone else 0.0)
+        return zone if est.distance_m <= limit else None
+
+    def evaluate(
+        self, ref: DeviceRef, est: Estimate | None, now: float, wall: float, out: list[ContextEvent]
+    ) -> None:
+        """Advance one device's machine to ``now``; append the events it produces to ``out``."""
+        st = self.states.get(ref.id)
+        if st is None:
+            if est is None:
+                return
+            st = self.states[ref.id] = DeviceState(ref)
+        if est is not None:
+            st.last = est
+            st.band = band_for(est.distance_m, st.band, self._prox)
+        else:
+            st.band = "gone"
+        cand = self._candidate(st, est)
+        if cand == st.zone:
+            st.pending = cand
+            st.pending_since = now
+            if est is not None and cand is not None:
+                st.anchor = est.receiver
+            if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
+                self._emit(out, "update", st, st.zone, now, wall)
+                st.last_update = now
+            return
+        if cand != st.pending:
+            st.pending = cand
+            st.pending_since = now
+        held = now - st.pending_since
+        if st.zone is not None:
+            # Leaving for another zone needs the new zone to hold for min_dwell; leaving for
+            # nowhere needs the exit debounce; a device no receiver hears any more has already
+            # waited gone_after_s.
+            limit = (
+                self._presence.min_dwell_s if cand is not None else self._presence.exit_debounce_s
+            )
+            if est is not None and held < limit:
+                return
+            self._emit(out, "exit", st, st.zone, now, wall)
+            st.zone = None
+        if cand is not None and held >= self._presence.min_dwell_s:
+            st.zone = cand
+            st.anchor = est.receiver if est is not None else None
+            st.entered_at = now
+            st.last_update = now
+            self._emit(out, "enter", st, cand, now, wall)
+
+    def close(self, device: str, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """End a device's presence now (``exit`` if it is in a zone) and forget it."""
+        st = self.states.pop(device, None)
+        if st is not None and st.zone is not None:
+            self._emit(out, "exit", st, st.zone, now, wall)
+
+    def drop(self, device: str) -> None:
+        """Forget a device that is in no zone."""
+        self.states.pop(device, None)
+
+    def _emit(
+        self,
+        out: list[ContextEvent],
+        kind: str,
+        st: DeviceState,
+        zone: str,
+        now: float,
+        wall: float,
+    ) -> None:
+        """Publish a presence event, unless the device is only counted (``count_only``)."""
+        if st.ref.publish:
+            out.append(self._event(kind, st, zone, now, wall))
+
+    def _event(
+        self, kind: str, st: DeviceState, zone: str, now: float, wall: float
+    ) -> ContextEvent:
+        est = st.last
+        distance = rssi = None
+        receiver = None
+        spread: list[float] | None = None
+        confidence = 0.0
+        if est is not None:
+            distance = round(est.distance_m, 2)
+            rssi = round(est.rssi, 1)
+            receiver = est.receiver
+            spread = [round(v, 2) for v in est.distance_range_m]
+            confidence = round(self.confidence(est, zone), 3)
+        return ContextEvent(
+            topic=f"presence/{st.ref.id}",
+            type=kind,
+            wall=wall,
+            body={
+                "device": st.ref.id,
+                "device_class": st.ref.kind.value,
+                "zone": zone,
+                "band": st.band,
+                "receiver": receiver,
+                "distance_m": distance,
+                "distance_range_m": spread,
+                "rssi": rssi,
+                "dwell_s": round(now - st.entered_at, 3) if kind != "enter" else 0.0,
+                "confidence": confidence,
+            },
+            priority=PRIORITY_UPDATE if kind == "update" else PRIORITY_PRESENCE,
+        )
+
+    def occupancy(self, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """Every ``occupancy_interval_s``: a retained count per zone, by device class."""
+        interval = self._presence.occupancy_interval_s
+        if self._next_occupancy is None:
+            self._next_occupancy = now + interval
+            return
+        if now < self._next_occupancy:
+            return
+        self._next_occupancy = max(self._next_occupancy + interval, now)
+        counts: dict[str, Counter[str]] = {z: Counter() for z in self._zones}
+        dwell: dict[str, list[float]] = {z: [] for z in self._zones}
+        for st in self.states.values():
+            if st.zone is not None and st.zone in counts:
+                counts[st.zone][st.ref.kind.value] += 1
+                dwell[st.zone].append(now - st.entered_at)
+        k = self._k
+        for zone in self._zones:
+            d = dwell[zone]
+            total = sum(counts[zone].values())
+            # k-anonymity: a count from 1 to k-1 could single a person out; say "fewer than k".
+            exact = {c.value: n for c in DeviceClass if not 0 < (n := counts[zone][c.value]) < k}
+            hidden = [c.value for c in DeviceClass if 0 < counts[zone][c.value] < k]
+            small = 0 < total < k
+            out.append(
+                ContextEvent(
+                    topic=f"zone/{zone}/occupancy",
+                    type="occupancy",
+                    wall=wall,
+                    body={
+                        "zone": zone,
+                        "counts": exact,
+                        "fewer_than_k": hidden,
+                        "k": k,
+                        "total": None if small else total,
+                        "mean_dwell_s": round(sum(d) / len(d), 1) if d and not small else None,
+                        "window_s": interval,
+                    },
+                    retain=True,
+                    priority=PRIORITY_PRESENCE,
+                )
+            )
+
+
+def _phi(z: float) -> float:
+    """Standard normal CDF."""
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))

@@ -1,0 +1,112 @@
+"""The consent list: devices whose owners agreed to be tracked under a stable id.
+
+A JSON file, written atomically by ``edge-agent consent`` and read by the running agent (which
+is told to reload through its control socket). It holds what a device is matched by (an address
+or a beacon id, like ``[[devices]]`` in the configuration, and like that file local to the
+gateway), the stable id it is published under, and when consent was given. Nothing in it is
+ever published or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import ConsentError
+from edge_agent.ids import SEGMENT_PATTERN, normalise_match
+from edge_agent.models import Consent, DeviceClass
+
+FORMAT_VERSION = 1
+_ID = re.compile(SEGMENT_PATTERN)
+
+
+def load_consents(path: Path) -> list[Consent]:
+    """The consents in ``path``; an absent file is an empty list."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ConsentError(str(path), f"cannot read: {err.strerror}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConsentError(str(path), f"not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+        raise ConsentError(str(path), f'expected an object with "v": {FORMAT_VERSION}')
+    out: list[Consent] = []
+    for i, item in enumerate(data.get("devices", [])):
+        try:
+            out.append(_parse(item))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConsentError(str(path), f"devices[{i}]: {err}") from err
+    return out
+
+
+def _parse(item: Any) -> Consent:
+    if not isinstance(item, dict):
+        raise TypeError("must be an object")
+    ident = str(item["id"])
+    if not _ID.match(ident):
+        raise ValueError(f"id {ident!r} must be a topic segment (lowercase, digits, '-', '_')")
+    return Consent(
+        match=normalise_match(str(item["match"])),
+        id=ident,
+        kind=DeviceClass(item.get("kind", DeviceClass.SHOPPER.value)),
+        added=float(item.get("added", 0.0)),
+    )
+
+
+def save_consents(path: Path, consents: list[Consent]) -> None:
+    """Write the list atomically (temporary file, fsync, rename), readable by its owner only."""
+    data = {
+        "v": FORMAT_VERSION,
+        "devices": [
+            {"match": c.match, "id": c.id, "kind": c.kind.value, "added": c.added} for c in consents
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".consent-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        if os.geteuid() == 0:  # root edits it for the service's (dynamic) user: keep its owner
+            st = path.parent.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConsentError(str(path), f"cannot write: {err.strerror}") from err
+
+
+def add_consent(path: Path, match: str, ident: str, kind: DeviceClass) -> Consent:
+    """Record consent for ``match`` under ``ident`` (replacing an earlier entry for either)."""
+    try:
+        entry = _parse({"match": match, "id": ident, "kind": kind.value, "added": time.time()})
+    except ValueError as err:
+        raise ConsentError(str(path), str(err)) from err
+    keep = [c for c in load_consents(path) if c.match != entry.match and c.id != entry.id]
+    save_consents(path, [*keep, entry])
+    return entry
+
+
+def revoke_consent(path: Path, device: str) -> Consent | None:
+    """Remove the entry whose id or match is ``device``; the removed entry, or ``None``."""
+    consents = load_consents(path)
+    try:
+        key = normalise_match(device)
+    except ValueError:
+        key = device
+    gone = next((c for c in consents if device in (c.id,) or c.match == key), None)
+    if gone is not None:
+        save_consents(path, [c for c in consents if c is not gone])
+    return gone

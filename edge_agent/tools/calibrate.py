@@ -1,0 +1,216 @@
+"""``edge-agent calibrate``: per-receiver RSSI offset and path-loss exponent, fitted from captures
+with truth (batch) or from a beacon held at known distances (interactive), written as TOML that
+``agent.toml`` includes (``[calibration] file = …``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.config import AgentConfig, ProximityConfig, ReceiverCalibration
+from edge_agent.errors import CalibrationError
+from edge_agent.models import Advert
+from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.identity import Identity
+from edge_agent.pipeline.sensors import stated_tx
+from edge_agent.runtime.sources import AdvertSink, AdvertSource, source_error
+from edge_agent.tools import evaluation as ev
+
+
+def fit_captures(
+    prox: ProximityConfig,
+    captures: Sequence[ev.Capture],
+    positions: dict[str, tuple[float, float, float]],
+) -> list[ReceiverCalibration]:
+    """Smooth each capture with the agent's filter, then fit every receiver heard under 6 m
+    often enough (the others get the fit of all receivers together)."""
+    smooth = ev.ours(prox)
+    parts = [
+        (c, smooth(c.receiver, c.t, c.rssi, len(c.receivers)), ev.true_distances(c, positions))
+        for c in captures
+    ]
+    fitted = ev.fit_calibration(parts)
+    names = sorted({n for c in captures for n in c.receivers})
+    tx = prox.tx_power_1m_dbm
+    out = []
+    for name in names:
+        at_1m, n = fitted.get(name, fitted["*"])
+        out.append(
+            ReceiverCalibration(
+                id=name,
+                rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
+                path_loss_exponent=round(n, 3),
+            )
+        )
+    return out
+
+
+def to_toml(receivers: Sequence[ReceiverCalibration], origin: str, tx: int) -> str:
+    """The file ``calibrate --out`` writes; ``origin`` says what it was fitted from."""
+    lines = [
+        f"# Written by edge-agent calibrate from: {origin}",
+        f"# Offsets assume beacons that state {tx} dBm at 1 m (proximity.tx_power_1m_dbm).",
+        '# Include it from agent.toml:  [calibration]  file = "calibration.toml"',
+        "",
+    ]
+    for r in receivers:
+        lines += [
+            "[[calibration.receivers]]",
+            f'id = "{r.id}"',
+            f"rssi_offset_db = {r.rssi_offset_db}",
+            f"path_loss_exponent = {r.path_loss_exponent}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- interactive
+
+
+@dataclass(slots=True, frozen=True)
+class Step:
+    """What one receiver heard from the beacon held at one distance."""
+
+    distance_m: float
+    """Distance the field engineer held the beacon at."""
+    rssi: tuple[int, ...]
+    """RSSI of every advert heard during the step, dBm (as received, no offset)."""
+    tx_1m: float
+    """Power at 1 m the beacon states (or the config's default), dBm."""
+
+    @property
+    def median(self) -> float:
+        """Median RSSI: fast fading averages out, a stray reflection does not pull it."""
+        return float(np.median(self.rssi))
+
+
+def fit_steps(receiver: str, steps: Sequence[Step], default_exponent: float) -> ReceiverCalibration:
+    """Offset and path-loss exponent of one receiver from steps at known distances: a least-
+    squares line through (10·log10 d, median RSSI). With one distance only, the exponent stays
+    ``default_exponent`` and only the offset is fitted."""
+    used = [s for s in steps if s.rssi and s.distance_m > 0]
+    if not used:
+        raise CalibrationError(receiver, "no adverts heard from the beacon")
+    x = np.array([10.0 * math.log10(s.distance_m) for s in used])
+    y = np.array([s.median for s in used])
+    tx = float(np.median([s.tx_1m for s in used]))
+    if np.ptp(x) < 1.0:  # one distance (or nearly): the slope is not measurable
+        n = default_exponent
+        at_1m = float(np.mean(y + n * x))
+    else:
+        slope, at_1m = (float(v) for v in np.polyfit(x, y, 1))
+        n = min(6.0, max(1.0, -slope))
+    return ReceiverCalibration(
+        id=receiver,
+        rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
+        path_loss_exponent=round(n, 3),
+    )
+
+
+class StepRecorder:
+    """Collects one device's adverts per receiver while a step runs (pure: fed batches)."""
+
+    def __init__(self, cfg: AgentConfig, device: str, identity: Identity | None = None) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.identity = identity or Identity(cfg)
+        self.stats = DecodeStats()
+        self.recording = False
+        self._rssi: dict[str, list[int]] = {}
+        self._tx: list[float] = []
+
+    def observe(self, adverts: Sequence[Advert]) -> None:
+        """Keep the RSSI of the device's adverts while recording."""
+        if not self.recording:
+            return
+        for adv in adverts:
+            frames = decode_advert(adv, self.stats)
+            ref = self.identity.resolve(adv, frames)
+            if ref is None or ref.id != self.device:
+                continue
+            self._rssi.setdefault(adv.receiver, []).append(adv.rssi)
+            tx = stated_tx(ref, frames)
+            self._tx.append(float(self.cfg.proximity.tx_power_1m_dbm if tx is None else tx))
+
+    def start(self) -> None:
+        """Begin a step."""
+        self._rssi, self._tx = {}, []
+        self.recording = True
+
+    def finish(self, distance_m: float) -> dict[str, Step]:
+        """End the step: per receiver, what it heard."""
+        self.recording = False
+        tx = float(np.median(self._tx)) if self._tx else float(self.cfg.proximity.tx_power_1m_dbm)
+        return {rx: Step(distance_m, tuple(r), tx) for rx, r in self._rssi.items()}
+
+
+Ask = Callable[[str], Awaitable[str]]
+"""Shows a prompt, returns the line the field engineer typed."""
+
+
+async def interactive(
+    cfg: AgentConfig,
+    source: AdvertSource,
+    device: str,
+    distances: Sequence[float],
+    seconds: float,
+    ask: Ask,
+    say: Callable[[str], None],
+    receiver: str | None = None,
+) -> list[ReceiverCalibration]:
+    """The field session: for each distance, wait for Enter, record ``seconds`` of the device,
+    show what each receiver heard; then fit the receiver it was held against (``receiver``, or
+    the one that heard it loudest at the first step)."""
+    recorder = StepRecorder(cfg, device)
+    sink = AdvertSink(cfg.source.queue_size)
+    steps: dict[str, list[Step]] = {}
+
+    async def pump() -> None:
+        while True:
+            advert = await sink.queue.get()
+            if advert is None:
+                return
+            batch = [advert]
+            while not sink.queue.empty() and (more := sink.queue.get_nowait()) is not None:
+                batch.append(more)
+            recorder.observe(batch)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            feeder = tg.create_task(source.run(sink), name="source")
+            pumper = tg.create_task(pump(), name="calibrate-pump")
+            for d in distances:
+                line = await ask(f"Hold {device} at {d:g} m, then press Enter (q: stop here) ")
+                if line.strip().lower().startswith("q"):
+                    break
+                recorder.start()
+                await asyncio.sleep(seconds)
+                heard = recorder.finish(d)
+                for rx, step in heard.items():
+                    steps.setdefault(rx, []).append(step)
+                say(
+                    f"  {d:g} m: "
+                    + (
+                        ", ".join(
+                            f"{rx} {len(s.rssi)} adverts, median {s.median:.0f} dBm"
+                            for rx, s in sorted(heard.items())
+                        )
+                        or "nothing heard"
+                    )
+                )
+            feeder.cancel()
+            pumper.cancel()
+    except BaseExceptionGroup as group:
+        raise source_error(group) from None
+    if receiver is None:
+        first = {rx: s[0] for rx, s in steps.items() if s}
+        if not first:
+            raise CalibrationError(device, "the device was not heard at any step")
+        receiver = max(
+            first, key=lambda rx: (first[rx].distance_m == distances[0], first[rx].median)
+        )
+    return [fit_steps(receiver, steps.get(receiver, []), cfg.proximity.path_loss_exponent)]

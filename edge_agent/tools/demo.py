@@ -1,0 +1,231 @@
+"""``edge-agent demo``: the simulated store through the real agent into a broker, watched live.
+
+The one place ``edge_agent`` imports ``firmware_sim``: the demo needs the simulator's ground truth
+to show how well the estimated zones match it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from edge_agent.config.checks import load_checked
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.models import ContextEvent
+from edge_agent.runtime.agent import Agent
+from edge_agent.tools.mosquitto import LocalMosquitto
+
+TRACKED = ("cart", "staff")
+
+
+class Subscriber:
+    """Counts what really arrives at the broker under the gateway's root."""
+
+    def __init__(self, url: str, root: str) -> None:
+        host, _, port = url.split("://", 1)[1].partition(":")
+        self.received = 0
+        self.by_type: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"demo-watch-{time.time_ns()}"
+        )
+        self._client.on_connect = lambda c, *_: c.subscribe(f"{root}/#", qos=1)
+        self._client.on_message = self._on_message
+        self._client.connect(host, int(port or 1883), 30)
+        self._client.loop_start()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.received += 1
+            self.by_type[msg.topic.rsplit("/", 2)[-2] if "/" in msg.topic else msg.topic] += 1
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@dataclass
+class View:
+    """What the live view shows, updated from the agent's tick callback."""
+
+    latest: collections.deque[ContextEvent] = field(
+        default_factory=lambda: collections.deque(maxlen=12)
+    )
+    events: int = 0
+    truth_checked: int = 0
+    truth_matched: int = 0
+    next_truth: float = 30.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.truth_matched / self.truth_checked if self.truth_checked else None
+
+
+def _on_tick(view: View, agent: Agent, events: list[ContextEvent]) -> None:
+    view.events += len(events)
+    view.latest.extend(e for e in events if e.type in ("enter", "exit", "reading"))
+    source: Any = agent.source
+    now = source.now()
+    if now < view.next_truth:
+        return
+    view.next_truth = now + 1.0
+    states = agent.pipeline.presence.states
+    for truth in source.sim.truth(now):
+        if truth.kind not in TRACKED:
+            continue
+        st = states.get(truth.device)
+        view.truth_checked += 1
+        view.truth_matched += int((st.zone if st else None) == truth.zone)
+
+
+def _render(agent: Agent, view: View, sub: Subscriber) -> Group:
+    source: Any = agent.source
+    elapsed = max(time.monotonic() - view.started, 1e-6)
+    h = agent.pipeline.stats
+    acc = view.accuracy
+    head = Table.grid(padding=(0, 3))
+    head.add_row(
+        f"[b]sim time[/b] {source.now():7.1f} s",
+        f"[b]adverts/s[/b] {h.adverts / elapsed:8.0f}",
+        f"[b]outbox depth[/b] {agent.outbox.depth():5d}",
+        f"[b]published/s[/b] {agent.publisher.stats.published / elapsed:6.1f}",
+        f"[b]at broker[/b] {sub.received:6d}",
+        f"[b]zone match vs truth[/b] {'—' if acc is None else f'{acc:.1%}'}",
+    )
+    zones = Table(title="Zones", expand=True)
+    for col in ("zone", "carts", "staff", "shoppers/unknown", "other", "total", "mean dwell s"):
+        zones.add_column(col, justify="right" if col != "zone" else "left")
+    presence = agent.pipeline.presence
+    for zone in agent.cfg.zones:
+        inside = presence.in_zone(zone.id)
+        kinds = collections.Counter(s.ref.kind.value for s in inside)
+        dwell = [source.now() - s.entered_at for s in inside]
+        people = kinds["unknown"] + kinds["shopper"]
+        zones.add_row(
+            zone.id,
+            str(kinds["cart"]),
+            str(kinds["staff"]),
+            str(people),
+            str(len(inside) - kinds["cart"] - kinds["staff"] - people),
+            str(len(inside)),
+            f"{sum(dwell) / len(dwell):.0f}" if dwell else "—",
+        )
+    latest = Table(title="Latest events", expand=True)
+    for col in ("time", "type", "device", "detail"):
+        latest.add_column(col)
+    for ev in reversed(view.latest):
+        b = ev.body
+        if ev.type == "reading":
+            detail = ", ".join(
+                f"{k}={v['value']}{v['unit'] or ''}" for k, v in list(b["measurements"].items())[:3]
+            )
+        else:
+            detail = f"{b['zone']} {b['band']} {b['distance_m']} m dwell {b['dwell_s']:.0f} s"
+        latest.add_row(
+            time.strftime("%H:%M:%S", time.gmtime(ev.wall)), ev.type, str(b["device"]), detail
+        )
+    return Group(head, zones, latest)
+
+
+def _summary(agent: Agent, view: View, sub: Subscriber) -> str:
+    acc = view.accuracy
+    return (
+        f"adverts {agent.pipeline.stats.adverts}, events committed {agent.outbox.last_seq}, "
+        f"published {agent.publisher.stats.published}, received at broker {sub.received}, "
+        f"zone match vs truth {'—' if acc is None else f'{acc:.1%}'}"
+    )
+
+
+async def _run(
+    agent: Agent, view: View, sub: Subscriber, console: Console, duration: float | None
+) -> int:
+    task = asyncio.create_task(agent.run())
+    deadline = None if duration is None else time.monotonic() + duration
+    last_line = 0.0
+    live = (
+        Live(_render(agent, view, sub), console=console, refresh_per_second=4, transient=False)
+        if console.is_terminal
+        else None
+    )
+    with live if live is not None else contextlib.nullcontext():
+        while not task.done():
+            await asyncio.sleep(0.25)
+            if live is not None:
+                live.update(_render(agent, view, sub))
+            elif time.monotonic() - last_line >= 5.0:
+                last_line = time.monotonic()
+                console.print(_summary(agent, view, sub), soft_wrap=True)
+            if deadline is not None and time.monotonic() >= deadline:
+                agent.stop()
+                deadline = None
+    rc = await task
+    if live is None:
+        console.print(_render(agent, view, sub))
+    await asyncio.sleep(0.5)  # let the subscriber see the last acknowledgements
+    console.print(f"[b]demo done:[/b] {_summary(agent, view, sub)}", soft_wrap=True)
+    return rc
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start a broker (unless given), run the simulated store through the agent, show it."""
+    console = Console()
+    broker: LocalMosquitto | None = None
+    state = tempfile.TemporaryDirectory(prefix="edge-agent-demo-")
+    try:
+        if args.broker is None:
+            broker = LocalMosquitto()
+            broker.start()
+            url = broker.url
+            console.print(f"local mosquitto on {url}")
+        else:
+            url = args.broker
+        overrides: dict[str, Any] = {
+            "source.kind": "sim",
+            "source.speed": args.speed,
+            "gateway.state_dir": state.name,
+            "mqtt.urls": [url],
+        }
+        if args.scenario:
+            overrides["source.scenario"] = args.scenario
+        if args.seed is not None:
+            overrides["source.seed"] = args.seed
+        try:
+            cfg = load_checked(args.config, overrides)
+        except ConfigError as err:
+            console.print(str(err), markup=False)
+            return 2
+        from edge_agent.cli import make_source
+
+        view = View()
+        agent = Agent(
+            cfg,
+            make_source(cfg),
+            drain_timeout_s=10.0,
+            on_tick=lambda a, evs: _on_tick(view, a, evs),
+        )
+        sub = Subscriber(url, cfg.topic_root)
+        try:
+            return asyncio.run(_run(agent, view, sub, console, args.duration))
+        finally:
+            sub.close()
+    except EdgeAgentError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 1
+    finally:
+        if broker is not None:
+            broker.stop()
+        state.cleanup()
