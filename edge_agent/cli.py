@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent import __version__
+from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
@@ -108,7 +108,6 @@ def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | N
 def _erase_offline(cfg: AgentConfig, device: str) -> int:
     """No agent runs: remove the device's buffered events from the outbox file directly."""
     from edge_agent.pipeline.identity import Identity
-    from edge_agent.runtime.agent import device_topics
     from edge_agent.runtime.outbox import Outbox, OutboxLimits
 
     ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device)
@@ -116,7 +115,7 @@ def _erase_offline(cfg: AgentConfig, device: str) -> int:
         cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=OutboxLimits.from_config(cfg.outbox)
     )
     try:
-        return box.erase([t for d in ids for t in device_topics(d)])
+        return box.erase([t for d in ids for t in topics.device_topics(d)])
     finally:
         box.close()
 

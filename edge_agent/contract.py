@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_agent import __version__
+from edge_agent import __version__, topics
 
 CONTRACT_VERSION = 1
 Band = Literal["immediate", "near", "far", "gone"]
@@ -249,13 +249,14 @@ EVENT_MODELS: dict[str, type[Envelope]] = {
     "beacon_health": BeaconHealthPayload,
 }
 CONTROL_MODELS: dict[str, type[Envelope]] = {"status": StatusPayload, "health": HealthPayload}
+_T = topics.TEMPLATES
 TOPICS: dict[str, tuple[type[Envelope], bool, str]] = {
-    "status": (StatusPayload, True, "Gateway online/offline (retained, last will)."),
-    "health": (HealthPayload, False, "Periodic counters."),
-    "presence/{device}": (PresencePayload, False, "Zone enter, update and exit."),
-    "zone/{zone}/occupancy": (OccupancyPayload, True, "Zone occupancy (retained)."),
-    "sensor/{device}": (ReadingPayload, False, "Sensor readings."),
-    "beacon/{device}/health": (BeaconHealthPayload, True, "Beacon battery and liveness."),
+    _T["status"]: (StatusPayload, True, "Gateway online/offline (retained, last will)."),
+    _T["health"]: (HealthPayload, False, "Periodic counters."),
+    _T["presence"]: (PresencePayload, False, "Zone enter, update and exit."),
+    _T["occupancy"]: (OccupancyPayload, True, "Zone occupancy (retained)."),
+    _T["sensor"]: (ReadingPayload, False, "Sensor readings."),
+    _T["beacon_health"]: (BeaconHealthPayload, True, "Beacon battery and liveness."),
 }
 
 

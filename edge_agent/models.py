@@ -7,8 +7,8 @@ behind the next stage's back.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from edge_agent.ids import is_address
@@ -258,6 +258,121 @@ class Consent:
         return is_address(self.match)
 
 
+class Priority(IntEnum):
+    """Eviction order when the outbox is full: the lowest goes first."""
+
+    UPDATE = 0
+    """Rate-limited presence ``update``s: the next one says the same."""
+    HEALTH = 1
+    """Beacon health (refreshed every interval)."""
+    PRESENCE = 2
+    """``enter``, ``exit`` and zone occupancy."""
+    READING = 3
+    """Sensor readings."""
+    ALARM = 4
+    """Binary and event readings (door, smoke, button …) and trigger-based frames."""
+
+
+@dataclass(slots=True, frozen=True)
+class PresenceBody:
+    """``presence/{device}``: a device entered, is still in, or left a zone."""
+
+    device: str
+    """Wire id: configured id, beacon id or pseudonym."""
+    device_class: str
+    """``DeviceClass`` value."""
+    zone: str
+    """The zone the event is about."""
+    band: str
+    """Proximity band to the nearest receiver (``immediate`` … ``gone``)."""
+    receiver: str | None
+    """Nearest receiver (``None`` when none hears it any more)."""
+    distance_m: float | None
+    """Estimated distance to it, metres."""
+    distance_range_m: tuple[float, float] | None
+    """One standard deviation either side of ``distance_m``, metres."""
+    rssi: float | None
+    """Smoothed RSSI at it, dBm."""
+    dwell_s: float
+    """Time in the zone so far (0 on ``enter``)."""
+    confidence: float
+    """Probability that the device is where the event says."""
+
+
+@dataclass(slots=True, frozen=True)
+class OccupancyBody:
+    """``zone/{zone}/occupancy`` (retained): how many are in a zone, k-anonymous."""
+
+    zone: str
+    """The zone."""
+    counts: Mapping[str, int]
+    """Devices by class; classes with 1 to k-1 devices are left out (``fewer_than_k``)."""
+    fewer_than_k: tuple[str, ...]
+    """Classes present with fewer than k devices."""
+    k: int
+    """The k-anonymity threshold in force."""
+    total: int | None
+    """Devices in the zone; ``None`` when from 1 to k-1."""
+    mean_dwell_s: float | None
+    """Mean time in the zone of those present; ``None`` when nobody is, or fewer than k are."""
+    window_s: float
+    """Reporting interval, seconds."""
+
+
+@dataclass(slots=True, frozen=True)
+class MeasurementValue:
+    """One published measurement."""
+
+    value: float | int | bool | str
+    """The value in ``unit``."""
+    unit: str | None
+    """Unit symbol, ``None`` when dimensionless."""
+
+
+@dataclass(slots=True, frozen=True)
+class ReadingBody:
+    """``sensor/{device}``: a sensor reading."""
+
+    device: str
+    """Wire id of the sensor."""
+    device_class: str
+    """``DeviceClass`` value."""
+    format: str
+    """``bthome`` or ``ruuvi``."""
+    measurements: Mapping[str, MeasurementValue]
+    """Name → value and unit."""
+    rssi: float | None
+    """RSSI of the advert it came in, dBm."""
+
+
+@dataclass(slots=True, frozen=True)
+class BeaconHealthBody:
+    """``beacon/{device}/health`` (retained): battery and liveness of a beacon."""
+
+    device: str
+    """Wire id of the beacon."""
+    device_class: str
+    """``DeviceClass`` value."""
+    battery_mv: int | None
+    """Battery voltage (Eddystone-TLM), mV."""
+    tx_power_dbm: int | None
+    """RSSI at 1 m the beacon advertises, dBm."""
+    observed_interval_s: float | None
+    """Mean time between its adverts, seconds."""
+    missing: bool
+    """Not heard for a whole reporting interval."""
+    last_seen_s_ago: float
+    """Seconds since it was last heard."""
+
+
+EventBody = PresenceBody | OccupancyBody | ReadingBody | BeaconHealthBody
+
+
+def body_fields(body: EventBody) -> dict[str, Any]:
+    """An event body as the plain values of its payload fields (nested records as dicts)."""
+    return asdict(body)
+
+
 @dataclass(slots=True, frozen=True)
 class ContextEvent:
     """A fact for the outside world; the outbox gives it ``seq`` and ``id`` and stores it."""
@@ -268,11 +383,11 @@ class ContextEvent:
     """Payload ``type`` of the MQTT contract (``enter``, ``occupancy``, ``reading`` …)."""
     wall: float
     """When it happened, epoch seconds (becomes ``ts``)."""
-    body: Mapping[str, Any]
+    body: EventBody
     """Payload fields other than the envelope (``v``, ``id``, ``seq``, ``ts``, ``type``)."""
     retain: bool = False
     """Publish retained (occupancy, beacon health)."""
     qos: int = 1
     """MQTT QoS level."""
-    priority: int = 1
-    """Eviction priority when the outbox is full: lower goes first (0 = rate-limited updates)."""
+    priority: Priority = Priority.HEALTH
+    """Eviction priority when the outbox is full: lower goes first."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import AgentConfig
-from edge_agent.models import ContextEvent, DeviceClass
+from edge_agent.models import ContextEvent, DeviceClass, PresenceBody
 from edge_agent.pipeline.identity import DeviceRef
 from edge_agent.pipeline.proximity import DeviceTable
 from edge_agent.pipeline.zones import PresenceEngine
@@ -188,7 +188,11 @@ def _zones(
                 continue
             out.clear()
             engine.evaluate(ref, engine.locate(table, ref.id, now), now, now, out)
-            entries.extend((dev, now, e.body["zone"]) for e in out if e.type == "enter")
+            entries.extend(
+                (dev, now, e.body.zone)
+                for e in out
+                if isinstance(e.body, PresenceBody) and e.type == "enter"
+            )
         while next_second <= now:
             for dev, ref in enumerate(refs):
                 st = engine.states.get(ref.id)

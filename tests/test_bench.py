@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_agent.config import load_config
-from edge_agent.models import Advert, ContextEvent, IBeaconFrame
+from edge_agent.models import Advert, ContextEvent, IBeaconFrame, PresenceBody
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.tick import Pipeline
@@ -221,17 +221,18 @@ def _presence(n: int) -> ContextEvent:
         topic=f"presence/cart-{n % 500}",
         type="update",
         wall=1.7e9 + n * 0.01,
-        body={
-            "device": f"cart-{n % 500}",
-            "device_class": "cart",
-            "zone": "dairy",
-            "band": "near",
-            "receiver": "rx-dairy",
-            "distance_m": 2.4,
-            "rssi": -67.5,
-            "dwell_s": 12.5,
-            "confidence": 0.82,
-        },
+        body=PresenceBody(
+            device=f"cart-{n % 500}",
+            device_class="cart",
+            zone="dairy",
+            band="near",
+            receiver="rx-dairy",
+            distance_m=2.4,
+            distance_range_m=None,
+            rssi=-67.5,
+            dwell_s=12.5,
+            confidence=0.82,
+        ),
         priority=0,
     )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlite_utils
 
 from edge_agent.contract import PresencePayload
-from edge_agent.models import ContextEvent
+from edge_agent.models import ContextEvent, PresenceBody
 from edge_agent.runtime.outbox import SCHEMA_VERSION, Outbox, OutboxLimits, _migrate_1
 
 
@@ -17,17 +17,18 @@ def _event(n: int) -> ContextEvent:
         topic=f"presence/cart-{n}",
         type="enter",
         wall=1.7e9 + n,
-        body={
-            "device": f"cart-{n}",
-            "device_class": "cart",
-            "zone": "a",
-            "band": "near",
-            "receiver": "rx-a",
-            "distance_m": 2.0,
-            "rssi": -65.0,
-            "dwell_s": 0.0,
-            "confidence": 0.5,
-        },
+        body=PresenceBody(
+            device=f"cart-{n}",
+            device_class="cart",
+            zone="a",
+            band="near",
+            receiver="rx-a",
+            distance_m=2.0,
+            distance_range_m=None,
+            rssi=-65.0,
+            dwell_s=0.0,
+            confidence=0.5,
+        ),
     )
 
 

@@ -77,18 +77,18 @@ def test_enter_update_exit_with_dwell(write_config: Callable[[str], Path]) -> No
     # 0–40 s at 2 m from rx-a (−65 dBm ≈ 2 m), then silence
     adverts = [_cart(i * 0.25, "rx-a", -65) for i in range(160)]
     events = [e for e in _run(p, adverts, 70.0) if e.topic.startswith("presence/")]
-    kinds = [(e.type, e.body["zone"]) for e in events]
+    kinds = [(e.type, e.body.zone) for e in events]
     assert kinds[0] == ("enter", "a")
     assert kinds[-1] == ("exit", "a")
     # updates every 10 s while present: at 12, 22, 32, 42 and 52 s
     assert kinds[1:-1] == [("update", "a")] * 5
     enter, exit_ = events[0], events[-1]
-    assert enter.body["device"] == "cart-7" and enter.body["device_class"] == "cart"
+    assert enter.body.device == "cart-7" and enter.body.device_class == "cart"
     assert 1.9 <= enter.wall - 1.7e9 <= 2.3  # min_dwell after the first sample
-    assert enter.body["band"] == "near" and 1.5 < enter.body["distance_m"] < 2.5
+    assert enter.body.band == "near" and 1.5 < enter.body.distance_m < 2.5
     # gone_after_s (15 s) after the last advert at 39.75 s, then out
     assert 54.5 <= exit_.wall - 1.7e9 <= 55.2
-    assert abs(exit_.body["dwell_s"] - (exit_.wall - enter.wall)) < 1e-6
+    assert abs(exit_.body.dwell_s - (exit_.wall - enter.wall)) < 1e-6
 
 
 def test_zone_change_needs_min_dwell(write_config: Callable[[str], Path]) -> None:
@@ -97,7 +97,7 @@ def test_zone_change_needs_min_dwell(write_config: Callable[[str], Path]) -> Non
     adverts += [_cart(10 + i * 0.25, "rx-a", -80) for i in range(40)]  # moving away from a …
     adverts += [_cart(10 + i * 0.25, "rx-b", -62) for i in range(40)]  # … towards b
     events = [e for e in _run(p, adverts, 20.0) if e.topic.startswith("presence/")]
-    assert [(e.type, e.body["zone"]) for e in events] == [
+    assert [(e.type, e.body.zone) for e in events] == [
         ("enter", "a"),
         ("exit", "a"),
         ("enter", "b"),
@@ -110,12 +110,12 @@ def test_occupancy_is_retained_and_counts_by_class(write_config: Callable[[str],
     p = Pipeline(load_config(write_config(CONFIG + "\n[privacy]\nk_anonymity = 1\n")))
     adverts = [_cart(i * 0.5, "rx-a", -62) for i in range(140)]
     occ = [e for e in _run(p, adverts, 65.0) if e.type == "occupancy"]
-    assert [e.body["zone"] for e in occ] == ["a", "b", "a", "b"]
+    assert [e.body.zone for e in occ] == ["a", "b", "a", "b"]
     assert all(e.retain for e in occ)
     last_a = occ[2].body
-    assert last_a["counts"]["cart"] == 1 and last_a["total"] == 1 and last_a["window_s"] == 30.0
-    assert last_a["fewer_than_k"] == [] and last_a["k"] == 1
-    assert occ[3].body["total"] == 0 and occ[3].body["mean_dwell_s"] is None
+    assert last_a.counts["cart"] == 1 and last_a.total == 1 and last_a.window_s == 30.0
+    assert last_a.fewer_than_k == () and last_a.k == 1
+    assert occ[3].body.total == 0 and occ[3].body.mean_dwell_s is None
 
 
 def test_occupancy_below_k_is_published_as_fewer_than_k(
@@ -137,13 +137,13 @@ def test_occupancy_below_k_is_published_as_fewer_than_k(
     ]
     one_b = [_cart(i * 0.5 + 0.2, "rx-b", -62) for i in range(140)]
     events = _run(p, sorted(three + one_b, key=lambda a: a.t), 65.0)
-    occ = {e.body["zone"]: e.body for e in events if e.type == "occupancy"}
-    assert occ["a"]["counts"]["cart"] == 3 and occ["a"]["total"] == 3
-    assert occ["a"]["fewer_than_k"] == [] and occ["a"]["mean_dwell_s"] is not None
+    occ = {e.body.zone: e.body for e in events if e.type == "occupancy"}
+    assert occ["a"].counts["cart"] == 3 and occ["a"].total == 3
+    assert occ["a"].fewer_than_k == () and occ["a"].mean_dwell_s is not None
     b = occ["b"]
-    assert "cart" not in b["counts"] and b["fewer_than_k"] == ["cart"] and b["k"] == 3
-    assert b["total"] is None and b["mean_dwell_s"] is None
-    assert b["counts"]["staff"] == 0  # zero singles nobody out: published as is
+    assert "cart" not in b.counts and b.fewer_than_k == ("cart",) and b.k == 3
+    assert b.total is None and b.mean_dwell_s is None
+    assert b.counts["staff"] == 0  # zero singles nobody out: published as is
 
 
 def _fridge(t: float, temp: float, packet: int) -> Advert:
@@ -164,12 +164,10 @@ def test_sensor_deadband_heartbeat_and_dedup(write_config: Callable[[str], Path]
     adverts = [_fridge(i * 5.0, temp, i % 256) for i, temp in enumerate(temps)]
     adverts += [_fridge(i * 5.0 + 0.001, temp, i % 256) for i, temp in enumerate(temps)]  # 2nd rx
     readings = [e for e in _run(p, adverts, 125.0) if e.type == "reading"]
-    values = [
-        (round(e.wall - 1.7e9), e.body["measurements"]["temperature"]["value"]) for e in readings
-    ]
+    values = [(round(e.wall - 1.7e9), e.body.measurements["temperature"].value) for e in readings]
     # 4.0 first; 4.1 and 4.15 within 0.2 °C of 4.0; 4.5 beyond it; then heartbeat after 60 s
     assert values == [(0, 4.0), (15, 4.5), (75, 4.5)]
-    assert readings[0].body["device"] == "fridge-1" and readings[0].topic == "sensor/fridge-1"
+    assert readings[0].body.device == "fridge-1" and readings[0].topic == "sensor/fridge-1"
 
 
 def test_malformed_and_impossible_are_counted_and_skipped(
@@ -196,7 +194,7 @@ def test_unregistered_devices_get_a_pseudonym(write_config: Callable[[str], Path
     ]
     events = _run(p, adverts, 6.0)
     enter = next(e for e in events if e.type == "enter")
-    device = enter.body["device"]
+    device = enter.body.device
     assert device.startswith("p-")
     for notation in ("5a:11:22:33:44:55", "5a1122334455", "5a-11-22-33-44-55", "5a11.2233.4455"):
         assert notation not in device.lower()

@@ -87,10 +87,10 @@ def test_policies_by_address_class(write_config: Callable[[str], Path]) -> None:
         )
     ]
     events = _run(p, adverts, t0, 40.0)
-    devices = {e.body["device"] for e in events if e.type == "enter"}
+    devices = {e.body.device for e in events if e.type == "enter"}
     assert len(devices) == 1 and next(iter(devices)).startswith("p-")  # only the static one
-    occ = [e.body for e in events if e.type == "occupancy" and e.body["zone"] == "a"][-1]
-    assert occ["counts"]["unknown"] == 4  # the three phones are counted, never published
+    occ = [e.body for e in events if e.type == "occupancy" and e.body.zone == "a"][-1]
+    assert occ.counts["unknown"] == 4  # the three phones are counted, never published
     st = p.identity.stats
     assert st.ignored == 200 and st.count_only == 600
 
@@ -106,7 +106,7 @@ def test_beacons_track_versus_pseudonymous(write_config: Callable[[str], Path]) 
             _adv("C4:11:22:33:44:55", t0 + i * 0.2, manufacturer_data=frame) for i in range(40)
         ]
         events = _run(p, adverts, t0, 8.0)
-        ids.append(next(e.body["device"] for e in events if e.type == "enter"))
+        ids.append(next(e.body.device for e in events if e.type == "enter"))
     assert ids[0] == f"ibeacon-{UUID}-7-9"
     assert ids[1].startswith("p-") and UUID not in ids[1]
 
@@ -118,12 +118,14 @@ def test_key_rotates_at_the_configured_local_time(write_config: Callable[[str], 
     adverts = [_adv("C4:11:22:33:44:55", start + i * 0.5) for i in range(240)]  # two minutes
     events = _run(p, adverts, start, 120.0)
     boundary = _wall("2026-11-24T04:00:00")
-    before = {e.body["device"] for e in events if e.wall < boundary and "device" in e.body}
-    after = {e.body["device"] for e in events if e.wall >= boundary + 0.1 and "device" in e.body}
+    before = {e.body.device for e in events if e.wall < boundary and hasattr(e.body, "device")}
+    after = {
+        e.body.device for e in events if e.wall >= boundary + 0.1 and hasattr(e.body, "device")
+    }
     assert len(before) == 1 and len(after) == 1 and before.isdisjoint(after)
     old = next(iter(before))
     # at the boundary the old pseudonym leaves, and its state is gone
-    exits = [e for e in events if e.type == "exit" and e.body["device"] == old]
+    exits = [e for e in events if e.type == "exit" and e.body.device == old]
     assert len(exits) == 1 and abs(exits[0].wall - boundary) <= 0.1
     assert old not in p.presence.states and p.identity.stats.key_rotations == 1
 
@@ -168,7 +170,7 @@ def test_consented_device_keeps_a_stable_id_until_revoked(
     adverts = [_adv("4A:11:22:33:44:55", t0 + i * 0.2) for i in range(50)]  # an RPA: count_only
     events = _run(p, adverts, t0, 10.0)
     enter = next(e for e in events if e.type == "enter")
-    assert enter.body["device"] == "app-0042" and enter.body["device_class"] == "shopper"
+    assert enter.body.device == "app-0042" and enter.body.device_class == "shopper"
     assert revoke_consent(path, "app-0042") is not None
     p.identity.set_consents(load_consents(path))
     assert p.erase({"app-0042"}) == 1
@@ -181,7 +183,7 @@ def test_erase_forgets_tracking_state(write_config: Callable[[str], Path]) -> No
     p = Pipeline(cfg)
     t0 = _wall("2026-11-23T10:00:00")
     events = _run(p, [_adv("C4:11:22:33:44:55", t0 + i * 0.2) for i in range(50)], t0, 10.0)
-    device = next(e.body["device"] for e in events if e.type == "enter")
+    device = next(e.body.device for e in events if e.type == "enter")
     ids = p.identity.ids_for("c4:11:22:33:44:55")
     assert device in ids  # found by its address too
     # the ids become topics (erase clears retained ones): the address itself is never among them

@@ -103,7 +103,7 @@ def test_receiver_hysteresis_stops_flapping_at_a_boundary(margin: float) -> None
         )
         out: list[ContextEvent] = []
         engine.evaluate(ref, engine.locate(table, ref.id, t), t, t, out)
-        enters += [e.body["zone"] for e in out if e.type == "enter"]
+        enters += [e.body.zone for e in out if e.type == "enter"]
     if margin:
         assert len(enters) == 1
     else:
@@ -131,6 +131,6 @@ def test_presence_events_carry_the_distance_range() -> None:
     out: list[ContextEvent] = []
     engine.evaluate(ref, engine.locate(table, ref.id, 0.0), 0.0, 0.0, out)
     (enter,) = out
-    lo, hi = enter.body["distance_range_m"]
-    assert lo < enter.body["distance_m"] < hi
-    assert 0.9 < enter.body["confidence"] <= 1.0
+    lo, hi = enter.body.distance_range_m
+    assert lo < enter.body.distance_m < hi
+    assert 0.9 < enter.body.confidence <= 1.0

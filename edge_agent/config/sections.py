@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from edge_agent import topics
 from edge_agent.ids import (
     BEACON_PATTERN,
     ENV_PATTERN,
@@ -491,7 +492,7 @@ class AgentConfig(_Section):
     @property
     def topic_root(self) -> str:
         """``{prefix}/{site}/{gateway}``."""
-        return f"{self.mqtt.prefix}/{self.gateway.site}/{self.gateway.id}"
+        return topics.root(self.mqtt.prefix, self.gateway.site, self.gateway.id)
 
     @property
     def client_id(self) -> str:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.models import (
     AltBeaconFrame,
+    BeaconHealthBody,
     BTHomeFrame,
     ContextEvent,
     EddystoneTLMFrame,
     EddystoneUIDFrame,
     Frame,
     IBeaconFrame,
+    MeasurementValue,
+    Priority,
+    ReadingBody,
     RuuviFrame,
 )
 from edge_agent.pipeline.identity import DeviceRef
 
-PRIORITY_HEALTH = 1
-PRIORITY_READING = 3
-PRIORITY_ALARM = 4
-"""Binary and event readings (door, smoke, button…) and trigger-based frames: evicted last."""
 EDDYSTONE_0M_TO_1M_DB = 41
 
 Values = dict[str, tuple[float | int | bool | str, str | None]]
@@ -155,19 +156,19 @@ class SensorTracker:
         self._readings[ref.id] = _Reading(values, now, packet_id)
         out.append(
             ContextEvent(
-                topic=f"sensor/{ref.id}",
+                topic=topics.sensor(ref.id),
                 type="reading",
                 wall=wall,
-                body={
-                    "device": ref.id,
-                    "device_class": ref.kind.value,
-                    "format": frame.kind.value,
-                    "measurements": {k: {"value": v, "unit": u} for k, (v, u) in values.items()},
-                    "rssi": round(rssi, 1),
-                },
-                priority=PRIORITY_ALARM
+                body=ReadingBody(
+                    device=ref.id,
+                    device_class=ref.kind.value,
+                    format=frame.kind.value,
+                    measurements={k: MeasurementValue(v, u) for k, (v, u) in values.items()},
+                    rssi=round(rssi, 1),
+                ),
+                priority=Priority.ALARM
                 if trigger_based or _has_state(values)
-                else PRIORITY_READING,
+                else Priority.READING,
             )
         )
 
@@ -200,22 +201,22 @@ class SensorTracker:
             span = b.last_seen - b.first_seen
             out.append(
                 ContextEvent(
-                    topic=f"beacon/{b.ref.id}/health",
+                    topic=topics.beacon_health(b.ref.id),
                     type="beacon_health",
                     wall=wall,
-                    body={
-                        "device": b.ref.id,
-                        "device_class": b.ref.kind.value,
-                        "battery_mv": b.battery_mv,
-                        "tx_power_dbm": b.tx_power,
-                        "observed_interval_s": round(span / (b.frames - 1), 3)
+                    body=BeaconHealthBody(
+                        device=b.ref.id,
+                        device_class=b.ref.kind.value,
+                        battery_mv=b.battery_mv,
+                        tx_power_dbm=b.tx_power,
+                        observed_interval_s=round(span / (b.frames - 1), 3)
                         if b.frames > 1 and span > 0
                         else None,
-                        "missing": gone,
-                        "last_seen_s_ago": round(max(silent, 0.0), 1),
-                    },
+                        missing=gone,
+                        last_seen_s_ago=round(max(silent, 0.0), 1),
+                    ),
                     retain=True,
-                    priority=PRIORITY_HEALTH,
+                    priority=Priority.HEALTH,
                 )
             )
             b.first_seen = b.last_seen

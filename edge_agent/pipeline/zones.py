@@ -6,13 +6,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from edge_agent import topics
 from edge_agent.config import AgentConfig
-from edge_agent.models import ContextEvent, DeviceClass
+from edge_agent.models import ContextEvent, DeviceClass, OccupancyBody, PresenceBody, Priority
 from edge_agent.pipeline.identity import DeviceRef
 from edge_agent.pipeline.proximity import DeviceTable, Estimate, band_for
-
-PRIORITY_UPDATE = 0
-PRIORITY_PRESENCE = 2
 
 
 @dataclass(slots=True)
@@ -152,31 +150,32 @@ class PresenceEngine:
         est = st.last
         distance = rssi = None
         receiver = None
-        spread: list[float] | None = None
+        spread: tuple[float, float] | None = None
         confidence = 0.0
         if est is not None:
             distance = round(est.distance_m, 2)
             rssi = round(est.rssi, 1)
             receiver = est.receiver
-            spread = [round(v, 2) for v in est.distance_range_m]
+            lo, hi = est.distance_range_m
+            spread = (round(lo, 2), round(hi, 2))
             confidence = round(self.confidence(est, zone), 3)
         return ContextEvent(
-            topic=f"presence/{st.ref.id}",
+            topic=topics.presence(st.ref.id),
             type=kind,
             wall=wall,
-            body={
-                "device": st.ref.id,
-                "device_class": st.ref.kind.value,
-                "zone": zone,
-                "band": st.band,
-                "receiver": receiver,
-                "distance_m": distance,
-                "distance_range_m": spread,
-                "rssi": rssi,
-                "dwell_s": round(now - st.entered_at, 3) if kind != "enter" else 0.0,
-                "confidence": confidence,
-            },
-            priority=PRIORITY_UPDATE if kind == "update" else PRIORITY_PRESENCE,
+            body=PresenceBody(
+                device=st.ref.id,
+                device_class=st.ref.kind.value,
+                zone=zone,
+                band=st.band,
+                receiver=receiver,
+                distance_m=distance,
+                distance_range_m=spread,
+                rssi=rssi,
+                dwell_s=round(now - st.entered_at, 3) if kind != "enter" else 0.0,
+                confidence=confidence,
+            ),
+            priority=Priority.UPDATE if kind == "update" else Priority.PRESENCE,
         )
 
     def occupancy(self, now: float, wall: float, out: list[ContextEvent]) -> None:
@@ -200,24 +199,24 @@ class PresenceEngine:
             total = sum(counts[zone].values())
             # k-anonymity: a count from 1 to k-1 could single a person out; say "fewer than k".
             exact = {c.value: n for c in DeviceClass if not 0 < (n := counts[zone][c.value]) < k}
-            hidden = [c.value for c in DeviceClass if 0 < counts[zone][c.value] < k]
+            hidden = tuple(c.value for c in DeviceClass if 0 < counts[zone][c.value] < k)
             small = 0 < total < k
             out.append(
                 ContextEvent(
-                    topic=f"zone/{zone}/occupancy",
+                    topic=topics.occupancy(zone),
                     type="occupancy",
                     wall=wall,
-                    body={
-                        "zone": zone,
-                        "counts": exact,
-                        "fewer_than_k": hidden,
-                        "k": k,
-                        "total": None if small else total,
-                        "mean_dwell_s": round(sum(d) / len(d), 1) if d and not small else None,
-                        "window_s": interval,
-                    },
+                    body=OccupancyBody(
+                        zone=zone,
+                        counts=exact,
+                        fewer_than_k=hidden,
+                        k=k,
+                        total=None if small else total,
+                        mean_dwell_s=round(sum(d) / len(d), 1) if d and not small else None,
+                        window_s=interval,
+                    ),
                     retain=True,
-                    priority=PRIORITY_PRESENCE,
+                    priority=Priority.PRESENCE,
                 )
             )
 

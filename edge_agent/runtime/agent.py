@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent import __version__
+from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig
 from edge_agent.contract import (
     HealthPayload,
@@ -45,11 +45,6 @@ MAINTAIN_EVERY_S = 1.0
 EXPIRE_EVERY_S = 60.0
 CONTROL_TIMEOUT_S = 10.0
 MAX_CONTROL_LINE = 64 * 1024
-
-
-def device_topics(device: str) -> list[str]:
-    """Every topic (relative to the root) that carries events about one device."""
-    return [f"presence/{device}", f"sensor/{device}", f"beacon/{device}/health"]
 
 
 def config_hash(path: Path | None) -> str:
@@ -217,11 +212,11 @@ class Agent:
         """Remove everything buffered and tracked for ``device`` (a wire id, an address or a
         beacon id), and clear its retained beacon health at the broker. Returns the counts."""
         ids = self.pipeline.identity.ids_for(device)
-        topics = [t for d in ids for t in device_topics(d)]
-        removed = self.outbox.erase(topics)
+        wanted = [t for d in ids for t in topics.device_topics(d)]
+        removed = self.outbox.erase(wanted)
         tracked = self.pipeline.erase(ids)
         cleared = all(
-            self.publisher.publish_control(f"beacon/{d}/health", b"", qos=1, retain=True)
+            self.publisher.publish_control(topics.beacon_health(d), b"", qos=1, retain=True)
             for d in ids
         )
         self.erasures += 1
@@ -354,7 +349,7 @@ class Agent:
         while True:
             await asyncio.sleep(interval)
             payload = self.health_payload().model_dump_json().encode()
-            self.publisher.publish_control("health", payload, qos=0, retain=False)
+            self.publisher.publish_control(topics.HEALTH, payload, qos=0, retain=False)
 
     async def _process(self) -> None:
         """Queue → ticks of source time → pipeline → outbox (one transaction per tick)."""

@@ -35,10 +35,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from edge_agent import topics
 from edge_agent.config import OutboxConfig
 from edge_agent.contract import EVENT_MODELS, rfc3339
 from edge_agent.errors import OutboxError
-from edge_agent.models import ContextEvent
+from edge_agent.models import ContextEvent, body_fields
 
 _LOGGER = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
@@ -299,13 +300,13 @@ class Outbox:
                         "seq": seq,
                         "ts": rfc3339(ev.wall),
                         "type": ev.type,
-                        **ev.body,
+                        **body_fields(ev.body),
                     }
                 )
                 .model_dump_json()
                 .encode()
             )
-            topic = f"{self.root}/{ev.topic}"
+            topic = topics.full(self.root, ev.topic)
             size = len(payload) + len(topic)
             rows.append(
                 (seq, topic, ev.type, payload, ev.qos, int(ev.retain), ev.priority, created, size)
@@ -487,17 +488,17 @@ class Outbox:
             self._delete(seqs, reason)
         return len(seqs)
 
-    def erase(self, topics: Iterable[str]) -> int:
+    def erase(self, device_topics: Iterable[str]) -> int:
         """Remove every buffered event on these topics (relative to the root), held ones too.
 
         The deleted rows' bytes are overwritten (``secure_delete``) and the WAL is truncated, so
         nothing of them is left in the files. Returns how many events went.
         """
-        wanted = set(topics)
+        wanted = set(device_topics)
         before = len(self._held)
         self._held = deque(ev for ev in self._held if ev.topic not in wanted)
         gone = before - len(self._held)
-        full = json.dumps([f"{self.root}/{t}" for t in wanted])
+        full = json.dumps([topics.full(self.root, t) for t in wanted])
         conn = self.conn
         try:
             seqs = [

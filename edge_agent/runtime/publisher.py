@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.contract import StatusState
 from edge_agent.errors import PublishError
@@ -196,7 +197,9 @@ class Publisher:
         client = self._client
         if client is None or not self._connected.is_set():
             return False
-        info = client.publish(f"{self.cfg.topic_root}/{topic}", payload, qos=qos, retain=retain)
+        info = client.publish(
+            topics.full(self.cfg.topic_root, topic), payload, qos=qos, retain=retain
+        )
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self.stats.control_sent += 1
             return True
@@ -206,7 +209,7 @@ class Publisher:
 
     @property
     def _status_topic(self) -> str:
-        return f"{self.cfg.topic_root}/status"
+        return topics.full(self.cfg.topic_root, topics.STATUS)
 
     def _new_client(self) -> mqtt.Client:
         m = self.cfg.mqtt

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.models import ContextEvent
+from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
 from edge_agent.tools.mosquitto import LocalMosquitto
 
@@ -129,15 +129,15 @@ def _render(agent: Agent, view: View, sub: Subscriber) -> Group:
         latest.add_column(col)
     for ev in reversed(view.latest):
         b = ev.body
-        if ev.type == "reading":
+        if isinstance(b, ReadingBody):
             detail = ", ".join(
-                f"{k}={v['value']}{v['unit'] or ''}" for k, v in list(b["measurements"].items())[:3]
+                f"{k}={v.value}{v.unit or ''}" for k, v in list(b.measurements.items())[:3]
             )
+        elif isinstance(b, PresenceBody):
+            detail = f"{b.zone} {b.band} {b.distance_m} m dwell {b.dwell_s:.0f} s"
         else:
-            detail = f"{b['zone']} {b['band']} {b['distance_m']} m dwell {b['dwell_s']:.0f} s"
-        latest.add_row(
-            time.strftime("%H:%M:%S", time.gmtime(ev.wall)), ev.type, str(b["device"]), detail
-        )
+            continue
+        latest.add_row(time.strftime("%H:%M:%S", time.gmtime(ev.wall)), ev.type, b.device, detail)
     return Group(head, zones, latest)
 
 

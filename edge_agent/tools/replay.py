@@ -33,7 +33,7 @@ from edge_agent.config import AgentConfig, parse_config
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import SourceError
 from edge_agent.ids import normalise_match
-from edge_agent.models import Advert, ContextEvent
+from edge_agent.models import Advert, ContextEvent, body_fields
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime.consent import load_consents
@@ -195,7 +195,12 @@ def file_day_keys(path: Path) -> Callable[[float], bytes]:
 def event_line(event: ContextEvent) -> str:
     """One line of ``--events``."""
     return json.dumps(
-        {"topic": event.topic, "type": event.type, "wall": event.wall, "body": event.body},
+        {
+            "topic": event.topic,
+            "type": event.type,
+            "wall": event.wall,
+            "body": body_fields(event.body),
+        },
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -1,0 +1,57 @@
+"""Every MQTT topic the agent publishes, built here and nowhere else (DESIGN §3).
+
+Event topics are relative to the gateway's root ``{prefix}/{site}/{gateway}``; the outbox and the
+publisher put the root in front (``full``). ``TEMPLATES`` lists them for the contract documents.
+"""
+
+from __future__ import annotations
+
+STATUS = "status"
+"""Retained online/offline, with the last will."""
+HEALTH = "health"
+"""Periodic counters."""
+
+TEMPLATES = {
+    "status": STATUS,
+    "health": HEALTH,
+    "presence": "presence/{device}",
+    "occupancy": "zone/{zone}/occupancy",
+    "sensor": "sensor/{device}",
+    "beacon_health": "beacon/{device}/health",
+}
+"""Topic of each kind of message, with its placeholders (for the contract documents)."""
+
+
+def root(prefix: str, site: str, gateway: str) -> str:
+    """``{prefix}/{site}/{gateway}``: the root of one gateway's topics."""
+    return f"{prefix}/{site}/{gateway}"
+
+
+def full(topic_root: str, topic: str) -> str:
+    """A topic relative to the root, made absolute."""
+    return f"{topic_root}/{topic}"
+
+
+def presence(device: str) -> str:
+    """Zone enter, update and exit of one device."""
+    return f"presence/{device}"
+
+
+def occupancy(zone: str) -> str:
+    """A zone's retained occupancy."""
+    return f"zone/{zone}/occupancy"
+
+
+def sensor(device: str) -> str:
+    """One sensor's readings."""
+    return f"sensor/{device}"
+
+
+def beacon_health(device: str) -> str:
+    """One beacon's retained battery and liveness."""
+    return f"beacon/{device}/health"
+
+
+def device_topics(device: str) -> list[str]:
+    """Every topic that carries events about one device (erasure clears them all)."""
+    return [presence(device), sensor(device), beacon_health(device)]
