@@ -9,8 +9,15 @@ STAMP    := $(VENV)/.installed
 DURATION ?=
 SPEED    ?= 5
 PYTEST_ARGS ?=
+# Test processes: the tests are independent (own temp dirs, brokers on free ports), so they run
+# in parallel; `make test PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= auto
 
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
+
+# Run again without numba: the kernels' pure-Python twins must give the same results.
+JIT_TWINS := tests/unit/test_kernels.py tests/unit/test_filters.py tests/unit/test_pipeline.py \
+	tests/unit/test_proximity.py tests/unit/test_privacy.py tests/unit/test_golden.py
 
 .PHONY: setup venv mosquitto demo test lint typecheck unit soak bench schema clean
 
@@ -52,8 +59,8 @@ typecheck: venv
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/pytest -q $(PYTEST_ARGS)
-	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_pipeline.py tests/test_proximity.py
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	NUMBA_DISABLE_JIT=1 $(BIN)/pytest -q -p no:cacheprovider $(JIT_TWINS)
 
 test: setup lint typecheck unit
 

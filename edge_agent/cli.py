@@ -1,58 +1,68 @@
-"""Thin commands over the library: run, demo, check-config, get-config, consent, erase, schema."""
+"""Thin commands over the library: run, demo, check-config, get-config, consent, erase, scan,
+record, replay, eval, calibrate, schema.
+
+Each command reads its flags and calls library functions with typed arguments; ``_command``
+turns what they raise into one message and an exit code (0 ok, 1 failed, 2 bad config or flags).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any
 
 from edge_agent import __version__, topics
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, ProximityConfig
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
-from edge_agent.models import ContextEvent, DeviceClass
-from edge_agent.runtime.consent import add_consent, load_consents, revoke_consent
-from edge_agent.runtime.sources import AdvertSource
+from edge_agent.models import DeviceClass
 
-if TYPE_CHECKING:
-    from edge_agent.config import ReceiverCalibration
-    from edge_agent.runtime.agent import Agent
-
-_LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def make_source(cfg: AgentConfig) -> AdvertSource:
-    """The source ``[source]`` asks for."""
-    src = cfg.source
-    if src.kind == "sim":
-        from firmware_sim.source import SimSource  # the simulator is optional at run time
+class UsageError(EdgeAgentError):
+    """Flags that do not go together; exits 2 like a bad configuration."""
 
-        assert src.scenario is not None
-        return SimSource(
-            src.scenario,
-            speed=src.speed,
-            duration_s=src.duration_s,
-            seed=src.seed,
-            truth_path=src.truth_log,
-        )
-    if src.kind == "replay":
-        from edge_agent.runtime.sources.replay import ReplaySource
 
-        assert src.path is not None
-        return ReplaySource(src.path, speed=src.speed)
-    from edge_agent.runtime.sources.bleak import BleakSource
+Command = Callable[[argparse.Namespace], int]
 
-    return BleakSource(src)
+
+def _command(name: str) -> Callable[[Command], Command]:
+    """The one error handling of every command: a bad configuration or bad flags exit 2 with
+    every problem listed; any other ``EdgeAgentError`` exits 1 with one line naming the
+    command."""
+
+    def wrap(fn: Command) -> Command:
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return fn(args)
+            except ConfigError as err:
+                print(f"{len(err.issues)} error(s) in {err.source}:", file=sys.stderr)
+                for issue in err.issues:
+                    print(f"  {issue.render(err.source)}", file=sys.stderr)
+                return EXIT_CONFIG
+            except UsageError as err:
+                print(f"edge-agent {name}: {err}", file=sys.stderr)
+                return EXIT_CONFIG
+            except EdgeAgentError as err:
+                print(f"edge-agent {name}: {err}", file=sys.stderr)
+                return EXIT_FAILED
+
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap
 
 
 def _setup_logging(level: str) -> None:
@@ -63,40 +73,12 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _load(path: str) -> AgentConfig | None:
-    try:
-        return load_checked(path)
-    except ConfigError as err:
-        print(f"{len(err.issues)} error(s) in {err.source}:", file=sys.stderr)
-        for issue in err.issues:
-            print(f"  {issue.render(err.source)}", file=sys.stderr)
-        return None
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a configuration file; exit 0 when valid, 2 otherwise."""
-    cfg = _load(args.file)
-    if cfg is None:
-        return EXIT_CONFIG
-    print(
-        f"{args.file}: OK — gateway {cfg.gateway.id}, source {cfg.source.kind}, "
-        f"{len(cfg.zones)} zone(s), {len(cfg.receivers)} receiver(s), "
-        f"{len(cfg.devices)} device(s), topics under {cfg.topic_root}/"
-    )
-    return EXIT_OK
-
-
-def cmd_get_config(args: argparse.Namespace) -> int:
-    """Print the effective configuration (defaults filled in) as JSON. It holds no secret: a
-    password is only ever named by file, credential or environment variable, never inline."""
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
-    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-    return EXIT_OK
+def _optional_config(path: str | None) -> AgentConfig | None:
+    return load_checked(path) if path else None
 
 
 def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A request to the running agent; ``None`` when none runs."""
     from edge_agent.runtime.control import request
 
     reply = request(cfg.control_socket, payload)
@@ -108,119 +90,140 @@ def _tell_agent(cfg: AgentConfig, payload: dict[str, Any]) -> dict[str, Any] | N
 def _erase_offline(cfg: AgentConfig, device: str) -> int:
     """No agent runs: remove the device's buffered events from the outbox file directly."""
     from edge_agent.pipeline.identity import Identity
-    from edge_agent.runtime.outbox import Outbox, OutboxLimits
+    from edge_agent.runtime.consent import load_consents
+    from edge_agent.runtime.outbox import Outbox
+    from edge_agent.runtime.outbox_schema import OutboxLimits
 
     ids = Identity(cfg, consents=load_consents(cfg.consent_path)).ids_for(device)
-    box = Outbox(
-        cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=OutboxLimits.from_config(cfg.outbox)
-    )
-    try:
+    limits = OutboxLimits.from_config(cfg.outbox)
+    with Outbox(cfg.outbox_path, cfg.gateway.id, cfg.topic_root, limits=limits) as box:
         return box.erase([t for d in ids for t in topics.device_topics(d)])
-    finally:
-        box.close()
 
 
+# ------------------------------------------------------------------------------ commands
+
+
+@_command("check-config")
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file; exit 0 when valid, 2 otherwise."""
+    cfg = load_checked(args.file)
+    print(
+        f"{args.file}: OK — gateway {cfg.gateway.id}, source {cfg.source.kind}, "
+        f"{len(cfg.zones)} zone(s), {len(cfg.receivers)} receiver(s), "
+        f"{len(cfg.devices)} device(s), topics under {cfg.topic_root}/"
+    )
+    return EXIT_OK
+
+
+@_command("get-config")
+def cmd_get_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration (defaults filled in) as JSON. It holds no secret: a
+    password is only ever named by file, credential or environment variable, never inline."""
+    print(json.dumps(load_checked(args.config).model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+@_command("consent")
 def cmd_consent(args: argparse.Namespace) -> int:
     """Add, revoke or list consents; the running agent applies the change at once."""
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
+    from edge_agent.runtime.consent import add_consent, load_consents, revoke_consent
+
+    cfg = load_checked(args.config)
     path = cfg.consent_path
-    try:
-        if args.action == "list":
-            for c in load_consents(path):
-                shown = c.match if (args.show_addresses or not c.is_address) else "(address)"
-                added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.added))
-                print(f"{c.id}\t{c.kind.value}\t{added}\t{shown}")
-            return EXIT_OK
-        if args.action == "add":
-            entry = add_consent(path, args.device, args.id, DeviceClass(args.kind))
-            reply = _tell_agent(cfg, {"op": "reload_consents"})
-            where = "applied by the running agent" if reply else "applied at the next start"
-            print(f"consent recorded: {entry.id} ({entry.kind.value}); {where}")
-            return EXIT_OK
-        gone = revoke_consent(path, args.device)
-        if gone is None:
-            print(f"no consent found for {args.device!r} in {path}", file=sys.stderr)
-            return EXIT_FAILED
-        reply = _tell_agent(cfg, {"op": "reload_consents"})
-        removed = reply["events_removed"] if reply else _erase_offline(cfg, gone.id)
-        print(f"consent revoked: {gone.id}; {removed} buffered event(s) removed")
+    if args.action == "list":
+        for c in load_consents(path):
+            shown = c.match if (args.show_addresses or not c.is_address) else "(address)"
+            added = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.added))
+            print(f"{c.id}\t{c.kind.value}\t{added}\t{shown}")
         return EXIT_OK
-    except EdgeAgentError as err:
-        print(f"edge-agent consent: {err}", file=sys.stderr)
+    if args.action == "add":
+        entry = add_consent(path, args.device, args.id, DeviceClass(args.kind))
+        reply = _tell_agent(cfg, {"op": "reload_consents"})
+        where = "applied by the running agent" if reply else "applied at the next start"
+        print(f"consent recorded: {entry.id} ({entry.kind.value}); {where}")
+        return EXIT_OK
+    gone = revoke_consent(path, args.device)
+    if gone is None:
+        print(f"no consent found for {args.device!r} in {path}", file=sys.stderr)
         return EXIT_FAILED
+    reply = _tell_agent(cfg, {"op": "reload_consents"})
+    removed = reply["events_removed"] if reply else _erase_offline(cfg, gone.id)
+    print(f"consent revoked: {gone.id}; {removed} buffered event(s) removed")
+    return EXIT_OK
 
 
+@_command("erase")
 def cmd_erase(args: argparse.Namespace) -> int:
     """Erase everything buffered and tracked for one device (right of erasure)."""
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
-    try:
-        reply = _tell_agent(cfg, {"op": "erase", "device": args.device})
-        if reply is None:
-            removed = _erase_offline(cfg, args.device)
-            print(f"erased (no agent running): {removed} buffered event(s) removed")
-        else:
-            print(
-                f"erased: {reply['events_removed']} buffered event(s) removed, "
-                f"{reply['devices_forgotten']} tracked device(s) forgotten"
-                + ("" if reply["retained_cleared"] else "; broker offline, retained not cleared")
-            )
-        return EXIT_OK
-    except EdgeAgentError as err:
-        print(f"edge-agent erase: {err}", file=sys.stderr)
-        return EXIT_FAILED
+    cfg = load_checked(args.config)
+    reply = _tell_agent(cfg, {"op": "erase", "device": args.device})
+    if reply is None:
+        removed = _erase_offline(cfg, args.device)
+        print(f"erased (no agent running): {removed} buffered event(s) removed")
+    else:
+        print(
+            f"erased: {reply['events_removed']} buffered event(s) removed, "
+            f"{reply['devices_forgotten']} tracked device(s) forgotten"
+            + ("" if reply["retained_cleared"] else "; broker offline, retained not cleared")
+        )
+    return EXIT_OK
 
 
+@_command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     """The service."""
     from edge_agent.runtime.agent import Agent
+    from edge_agent.tools.sources import make_source
 
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
+    cfg = load_checked(args.config)
     _setup_logging(args.log_level or cfg.log_level)
-    try:
-        agent = Agent(
-            cfg, make_source(cfg), config_file=Path(args.config), drain_timeout_s=args.drain_timeout
-        )
-        return asyncio.run(agent.run())
-    except EdgeAgentError as err:
-        _LOGGER.error("%s", err)
-        return EXIT_FAILED
+    agent = Agent(
+        cfg, make_source(cfg), config_file=Path(args.config), drain_timeout_s=args.drain_timeout
+    )
+    return asyncio.run(agent.run())
 
 
+@_command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """The simulated store through the agent, with a live terminal view."""
     from edge_agent.tools.demo import run_demo
 
-    return run_demo(args)
+    return run_demo(
+        args.config,
+        duration_s=args.duration,
+        speed=args.speed,
+        broker_url=args.broker,
+        scenario=args.scenario,
+        seed=args.seed,
+    )
 
 
+@_command("scan")
 def cmd_scan(args: argparse.Namespace) -> int:
     """A live table of the devices the radio hears."""
-    from edge_agent.tools.scan import run_scan
+    from edge_agent.tools.scan import ScanOptions, scan
+    from edge_agent.tools.sources import make_source
 
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
+    cfg = load_checked(args.config)
     _setup_logging(args.log_level)
-    try:
-        return run_scan(cfg, make_source(cfg), args)
-    except EdgeAgentError as err:
-        print(f"edge-agent scan: {err}", file=sys.stderr)
-        return EXIT_FAILED
+    opts = ScanOptions(
+        json=args.json,
+        sort=args.sort,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        limit=args.limit,
+        show_addresses=args.show_addresses,
+    )
+    return asyncio.run(scan(cfg, make_source(cfg), opts))
 
 
+@_command("record")
 def cmd_record(args: argparse.Namespace) -> int:
     """Advertisements to a JSONL recording."""
-    from edge_agent.tools.replay import AddressMasker, private_file, record, registered_addresses
+    from edge_agent.tools.record import AddressMasker, private_file, record, registered_addresses
+    from edge_agent.tools.sources import make_source
 
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
+    cfg = load_checked(args.config)
     _setup_logging(args.log_level)
     mask = None if args.raw_addresses else AddressMasker(registered_addresses(cfg))
     try:
@@ -238,9 +241,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"edge-agent record: {args.file}: {err.strerror}", file=sys.stderr)
         return EXIT_FAILED
-    except EdgeAgentError as err:
-        print(f"edge-agent record: {err}", file=sys.stderr)
-        return EXIT_FAILED
     print(
         f"recorded {summary.adverts} adverts from {summary.devices} devices to {args.file}"
         + (f" ({summary.dropped} dropped: queue full)" if summary.dropped else "")
@@ -249,56 +249,34 @@ def cmd_record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_command("replay")
 def cmd_replay(args: argparse.Namespace) -> int:
     """A recording or capture through the pipeline (publishing optional)."""
-    import contextlib
-    import tempfile
-
-    from edge_agent.tools import replay as offline
+    from edge_agent.config import read_calibration
+    from edge_agent.tools.record import private_file
+    from edge_agent.tools.replay import replay, replay_config
 
     path = Path(args.file)
+    receivers = Path(args.receivers) if args.receivers else None
     with contextlib.ExitStack() as stack:
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
-        try:
-            cfg = offline.replay_config(args.config, state)
-            if args.calibration:
-                from edge_agent.config import read_calibration
-
-                cal = read_calibration(Path(args.calibration))
-                cfg = cfg.model_copy(update={"calibration": cal})
-        except ConfigError as err:
-            print(err, file=sys.stderr)
-            return EXIT_CONFIG
+        cfg = replay_config(args.config, state)
+        if args.calibration:
+            cfg = cfg.model_copy(update={"calibration": read_calibration(Path(args.calibration))})
         _setup_logging(args.log_level)
-        receivers = Path(args.receivers) if args.receivers else None
+        outputs: list[IO[str] | None] = []
         try:
-            estimates = (
-                stack.enter_context(offline.private_file(Path(args.estimates)))
-                if args.estimates
-                else None
-            )
-            events = (
-                stack.enter_context(offline.private_file(Path(args.events)))
-                if args.events
-                else None
-            )
+            for name in (args.estimates, args.events):
+                outputs.append(stack.enter_context(private_file(Path(name))) if name else None)
         except OSError as err:
             print(f"edge-agent replay: {err.filename}: {err.strerror}", file=sys.stderr)
             return EXIT_FAILED
-        try:
-            if args.publish:
-                return _replay_publish(cfg, path, state, args, estimates, events, receivers)
-            summary = offline.replay(
-                cfg,
-                path,
-                estimates=estimates,
-                events=events,
-                receivers=receivers,
-                speed=args.speed,
-            )
-        except EdgeAgentError as err:
-            print(f"edge-agent replay: {err}", file=sys.stderr)
-            return EXIT_FAILED
+        estimates, events = outputs
+        if args.publish:
+            return _replay_publish(cfg, path, state, args.speed, estimates, events, receivers)
+        summary = replay(
+            cfg, path, estimates=estimates, events=events, receivers=receivers, speed=args.speed
+        )
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.events.items())) or "no events"
     print(f"replayed {summary.adverts} adverts: {kinds}")
     if args.estimates:
@@ -310,9 +288,9 @@ def _replay_publish(
     cfg: AgentConfig,
     path: Path,
     state: Path,
-    args: argparse.Namespace,
-    estimates: Any,
-    events: Any,
+    speed: float,
+    estimates: IO[str] | None,
+    events: IO[str] | None,
     receivers: Path | None,
 ) -> int:
     from edge_agent.runtime.agent import Agent
@@ -324,92 +302,81 @@ def _replay_publish(
     gateway = cfg.gateway.model_copy(
         update={"id": cfg.gateway.id[:57] + "-replay", "state_dir": state}
     )
-    source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": args.speed})
+    source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": speed})
     cfg = cfg.model_copy(update={"gateway": gateway, "source": source})
-    hooks: list[Callable[[Agent, list[ContextEvent]], None]] = []
-    agent = Agent(
-        cfg,
-        ReplaySource(path, speed=args.speed),
-        on_tick=lambda a, e: hooks[0](a, e),
-        day_keys=file_day_keys(path),
-    )
-    hooks.append(replay_hook(agent, estimates, events, receivers))
+    agent = Agent(cfg, ReplaySource(path, speed=speed), day_keys=file_day_keys(path))
+    agent.on_tick = replay_hook(agent, estimates, events, receivers)
     return asyncio.run(agent.run())
 
 
+@_command("eval")
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Our filter and the peers' on captures with truth (DESIGN §5 distance metric)."""
-    from edge_agent.config import ProximityConfig
+    """Our filter and the peers' on captures with truth (DESIGN §5 distance metric), or on the
+    simulated store."""
     from edge_agent.tools import evaluation as ev
 
-    cfg = _load(args.config) if args.config else None
-    if args.config and cfg is None:
-        return EXIT_CONFIG
-    prox = cfg.proximity if cfg is not None else ProximityConfig()
+    cfg = _optional_config(args.config)
     if args.store:
-        from firmware_sim import scoring
+        from edge_agent.tools.simstore import store_report
 
         if cfg is None:
-            print("edge-agent eval --store: needs --config (zones and receivers)", file=sys.stderr)
-            return EXIT_CONFIG
-        try:
-            run = scoring.run_store(args.store, args.duration, args.seed)
-        except EdgeAgentError as err:
-            print(f"edge-agent eval: {err}", file=sys.stderr)
-            return EXIT_FAILED
-        store_scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(prox, run.slot_classes)))
-        print(scoring.report(store_scores))
-        print("\n".join(scoring.verdict(store_scores)))
+            raise UsageError("--store needs --config (zones and receivers)")
+        print(store_report(args.store, cfg, args.duration, args.seed))
         return EXIT_OK
     if not args.captures or not args.receivers:
-        print("edge-agent eval: give capture CSVs and --receivers, or --store", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        positions = ev.load_positions(Path(args.receivers))
-        captures = [ev.load_capture(Path(f)) for f in args.captures]
-        scores = ev.leave_one_out(captures, positions, ev.baselines(ev.ours(prox)))
-    except (EdgeAgentError, KeyError) as err:
-        print(f"edge-agent eval: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        raise UsageError("give capture CSVs and --receivers, or --store")
+    prox = cfg.proximity if cfg is not None else ProximityConfig()
+    positions = ev.load_positions(Path(args.receivers))
+    captures = [ev.load_capture(Path(f)) for f in args.captures]
+    scores = ev.leave_one_out(captures, positions, ev.baselines(ev.ours(prox)))
     print(ev.report(scores))
     print("\n".join(ev.verdict(scores)))
     return EXIT_OK
 
 
+@_command("calibrate")
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit receivers from captures with truth (``--from``) or from a beacon held at known
     distances (``--interactive``), and write the calibration TOML."""
-    from edge_agent.config import ProximityConfig
     from edge_agent.tools import evaluation as ev
-    from edge_agent.tools.calibrate import fit_captures, to_toml
+    from edge_agent.tools.calibrate import (
+        ask_stdin,
+        fit_captures,
+        interactive,
+        parse_distances,
+        to_toml,
+    )
+    from edge_agent.tools.sources import make_source
 
     if bool(args.captures) == bool(args.interactive):
-        print("edge-agent calibrate: give either --from CAPTURE… or --interactive", file=sys.stderr)
-        return EXIT_CONFIG
+        raise UsageError("give either --from CAPTURE… or --interactive")
     if args.interactive and (not args.config or not args.device):
-        print("edge-agent calibrate --interactive: needs --config and --device", file=sys.stderr)
-        return EXIT_CONFIG
+        raise UsageError("--interactive needs --config and --device")
     if args.captures and not args.receivers:
-        print("edge-agent calibrate --from: needs --receivers (positions JSON)", file=sys.stderr)
-        return EXIT_CONFIG
-    cfg = _load(args.config) if args.config else None
-    if args.config and cfg is None:
-        return EXIT_CONFIG
+        raise UsageError("--from needs --receivers (positions JSON)")
+    cfg = _optional_config(args.config)
     prox = cfg.proximity if cfg is not None else ProximityConfig()
-    try:
-        if args.interactive:
-            assert cfg is not None
-            _setup_logging(args.log_level)
-            receivers = _calibrate_interactive(cfg, args)
-            origin = f"{args.device} held at {args.distances} m (interactive)"
-        else:
-            sources = [Path(f) for f in args.captures]
-            positions = ev.load_positions(Path(args.receivers))
-            receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
-            origin = ", ".join(p.name for p in sources)
-    except (EdgeAgentError, KeyError) as err:
-        print(f"edge-agent calibrate: {err}", file=sys.stderr)
-        return EXIT_FAILED
+    if cfg is not None and args.interactive:
+        _setup_logging(args.log_level)
+        distances = parse_distances(str(args.distances))
+        receivers = asyncio.run(
+            interactive(
+                cfg,
+                make_source(cfg),
+                args.device,
+                distances,
+                args.seconds,
+                ask_stdin,
+                lambda text: print(text, flush=True),
+                args.receiver,
+            )
+        )
+        origin = f"{args.device} held at {args.distances} m (interactive)"
+    else:
+        sources = [Path(f) for f in args.captures]
+        positions = ev.load_positions(Path(args.receivers))
+        receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
+        origin = ", ".join(p.name for p in sources)
     Path(args.out).write_text(to_toml(receivers, origin, prox.tx_power_1m_dbm), encoding="utf-8")
     for r in receivers:
         print(f"{r.id}: offset {r.rssi_offset_db:+.1f} dB, exponent {r.path_loss_exponent:.2f}")
@@ -417,49 +384,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _calibrate_interactive(cfg: AgentConfig, args: argparse.Namespace) -> list[ReceiverCalibration]:
-    from edge_agent.errors import CalibrationError
-    from edge_agent.tools.calibrate import interactive
-
-    try:
-        distances = [float(d) for d in str(args.distances).split(",") if d.strip()]
-    except ValueError as err:
-        raise CalibrationError("--distances", f"not a number: {err}") from err
-    if not distances or min(distances) <= 0:
-        raise CalibrationError("--distances", "give distances in metres above 0, e.g. 1,2,4,8")
-
-    async def ask(prompt: str) -> str:
-        # A daemon thread, not the default executor: if the radio fails while the prompt
-        # waits, the command ends with the error instead of waiting for a keypress.
-        print(prompt, end="", flush=True)
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[str] = loop.create_future()
-
-        def give(line: str) -> None:
-            if not answer.done():
-                answer.set_result(line)
-
-        def read() -> None:
-            loop.call_soon_threadsafe(give, sys.stdin.readline())
-
-        threading.Thread(target=read, name="calibrate-prompt", daemon=True).start()
-        line = await answer
-        return line if line else "q"  # end of input: stop here
-
-    return asyncio.run(
-        interactive(
-            cfg,
-            make_source(cfg),
-            args.device,
-            distances,
-            args.seconds,
-            ask,
-            lambda text: print(text, flush=True),
-            args.receiver,
-        )
-    )
-
-
+@_command("schema")
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
     from edge_agent.contract import asyncapi, json_schemas
@@ -481,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent (the systemd service)")
     p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", choices=LOG_LEVELS)
     p.add_argument(
         "--drain-timeout",
         type=float,
@@ -544,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show raw addresses and local names (on site only; never in tickets)",
     )
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("record", help="write advertisements to a JSONL recording")
@@ -557,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every real address (default: unregistered ones are pseudonymised)",
     )
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("replay", help="feed a recording or capture CSV through the pipeline")
@@ -569,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receivers", help="receiver positions (JSON) for fused x, y")
     p.add_argument("--calibration", help="calibration TOML (edge-agent calibrate) to apply")
     p.add_argument("--publish", action="store_true", help="publish to the config's broker")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("eval", help="score our filter and the peers' on captures with truth")
@@ -595,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receiver", help="receiver held against (default: loudest at the first)")
     p.add_argument("--out", required=True, help="calibration TOML to write")
     p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")

@@ -258,6 +258,24 @@ class Consent:
         return is_address(self.match)
 
 
+@dataclass(slots=True, frozen=True)
+class SampleEstimate:
+    """One advert after smoothing and the distance model."""
+
+    t: float
+    """Source time of the sample (epoch seconds for captures and recordings)."""
+    receiver: str
+    """Receiver that heard it."""
+    device: str
+    """Wire id of the device (never its address)."""
+    rssi: int
+    """RSSI as received, dBm."""
+    rssi_smoothed: float
+    """Smoothed RSSI after the receiver's offset, dBm."""
+    distance_m: float
+    """Distance from the log-distance model, metres."""
+
+
 class Priority(IntEnum):
     """Eviction order when the outbox is full: the lowest goes first."""
 

@@ -404,6 +404,13 @@ class VirtualBlueZ:
             self.bus.disconnect()
             self.bus = None
 
+    async def __aenter__(self) -> "VirtualBlueZ":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
     # ------------------------------------------------------------------ faults
 
     def add_adapter(self, name: str) -> bool:
@@ -567,22 +574,18 @@ async def serve(
 ) -> None:
     """Serve a scenario (or a flood of ``flood_devices`` beacons) until SIGTERM/SIGINT (or
     ``duration_s``)."""
-    bluez = VirtualBlueZ(adapters, bus_address=bus_address, monitor=monitor)
-    await bluez.start()
-    if on_ready is not None:
-        on_ready(bluez)
-    loop = asyncio.get_running_loop()
-    if flood_devices:
-        task = asyncio.create_task(flood(bluez, flood_devices, duration_s))
-    else:
-        assert scenario is not None
-        task = asyncio.create_task(
-            serve_store(bluez, scenario, speed=speed, seed=seed, duration_s=duration_s)
-        )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
+    async with VirtualBlueZ(adapters, bus_address=bus_address, monitor=monitor) as bluez:
+        if on_ready is not None:
+            on_ready(bluez)
+        loop = asyncio.get_running_loop()
+        if flood_devices:
+            task = asyncio.create_task(flood(bluez, flood_devices, duration_s))
+        else:
+            assert scenario is not None
+            task = asyncio.create_task(
+                serve_store(bluez, scenario, speed=speed, seed=seed, duration_s=duration_s)
+            )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    finally:
-        bluez.stop()

@@ -19,8 +19,10 @@ import numpy as np
 
 from edge_agent.config import AgentConfig
 from edge_agent.models import ContextEvent, DeviceClass, PresenceBody
+from edge_agent.pipeline import kernels
 from edge_agent.pipeline.identity import DeviceRef
 from edge_agent.pipeline.proximity import DeviceTable
+from edge_agent.pipeline.tick import Ticker
 from edge_agent.pipeline.zones import PresenceEngine
 from edge_agent.tools.evaluation import NEAR_M, Filter
 from firmware_sim.devices import Firmware
@@ -137,7 +139,7 @@ class StoreScore:
 def score(run: StoreRun, cfg: AgentConfig, name: str, smoothed: np.ndarray) -> StoreScore:
     """Distance and zone figures for one smoothed-RSSI series."""
     n = cfg.proximity.path_loss_exponent
-    dist = 10.0 ** ((run.tx_1m - smoothed) / (10.0 * n))
+    dist = kernels.distance(smoothed, run.tx_1m, n)
     near = (run.true_m < NEAR_M) & np.isfinite(dist)
     mae = float(np.abs(dist[near] - run.true_m[near]).mean())
     zones_at, entries = _zones(run, cfg, smoothed)
@@ -161,28 +163,20 @@ def _zones(
         dtype=np.int64,
     )
     gone = cfg.proximity.gone_after_s
-    tick = cfg.pipeline.tick_s
     zones_at: dict[tuple[int, int], str | None] = {}
     entries: list[tuple[int, float, str]] = []
-    order = np.argsort(run.t, kind="stable")
-    order = order[np.isfinite(smoothed[order])]
-    t_sorted = run.t[order]
-    k = 0
-    now = 0.0
-    next_second = 0
     out: list[ContextEvent] = []
-    while now < run.duration_s:
-        now = round(now + tick, 6)
-        j = int(np.searchsorted(t_sorted, now, side="left"))
-        if j > k:
-            batch = order[k:j]
+    next_second = [0]
+
+    def run_tick(batch: list[int], now: float) -> None:
+        if batch:
+            idx = np.asarray(batch, dtype=np.int64)
             table.set_levels(
-                list(slot_of[run.slot[batch]]),
-                list(run.t[batch]),
-                list(smoothed[batch]),
-                list(run.tx_1m[batch]),
+                list(slot_of[run.slot[idx]]),
+                list(run.t[idx]),
+                list(smoothed[idx]),
+                list(run.tx_1m[idx]),
             )
-            k = j
         for dev, ref in enumerate(refs):
             if table.last_seen(ref.id) < now - gone and ref.id not in engine.states:
                 continue
@@ -193,11 +187,18 @@ def _zones(
                 for e in out
                 if isinstance(e.body, PresenceBody) and e.type == "enter"
             )
-        while next_second <= now:
+        while next_second[0] <= now:
             for dev, ref in enumerate(refs):
                 st = engine.states.get(ref.id)
-                zones_at[(dev, next_second)] = st.zone if st else None
-            next_second += 1
+                zones_at[(dev, next_second[0])] = st.zone if st else None
+            next_second[0] += 1
+
+    tick = cfg.pipeline.tick_s
+    ticker: Ticker[int] = Ticker(tick, run_tick, start=0.0)
+    order = np.argsort(run.t, kind="stable")
+    for i in order[np.isfinite(smoothed[order])]:
+        ticker.add(int(i), float(run.t[i]))
+    ticker.close(run.duration_s + tick / 2)  # through the tick that covers the end
     return zones_at, entries
 
 

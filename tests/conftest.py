@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto on a free loopback port, configs in temporary directories."""
+"""Fixtures for every test: a real mosquitto on a free loopback port, configs in temporary
+directories, hypothesis profiles. Helpers are in ``tests/support``."""
 
 from __future__ import annotations
 
@@ -11,10 +12,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from edge_agent.tools.mosquitto import LocalMosquitto
-
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "config"
-SHARED = ROOT.parent / "shared"
 
 settings.register_profile(
     "ci", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -30,30 +27,6 @@ def mosquitto() -> Iterator[LocalMosquitto]:
         yield broker
 
 
-MINIMAL = """
-[gateway]
-id = "gw-test"
-site = "site-1"
-state_dir = "{state}"
-
-[[zones]]
-id = "a"
-radius_m = 5.0
-
-[[zones]]
-id = "b"
-radius_m = 5.0
-
-[[receivers]]
-id = "rx-a"
-zone = "a"
-
-[[receivers]]
-id = "rx-b"
-zone = "b"
-"""
-
-
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[[str], Path]:
     """Write a config file (``{state}`` becomes a temporary state dir) and return its path."""
@@ -65,15 +38,3 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
-
-
-def record_store(rec: Path, duration: float, truth: Path | None = None) -> None:
-    """The demo store recorded by ``firmware-sim run`` for ``duration`` simulated seconds
-    (and its ground truth, when asked)."""
-    from firmware_sim.cli import main as sim_main
-
-    args = ["run", "--scenario", str(CONFIG_DIR / "store-demo.toml"), "--duration"]
-    args += [f"{duration:g}", "--record", str(rec)]
-    if truth is not None:
-        args += ["--truth", str(truth)]
-    assert sim_main(args) == 0

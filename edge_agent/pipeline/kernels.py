@@ -180,12 +180,21 @@ def ema_batch_py(
         out[i] = state[s, X]
 
 
+def distance(rssi: Any, tx_power_1m: Any, exponent: Any) -> Any:
+    """The one formula for distance: metres from the log-distance model
+    ``rssi = P1m - 10 n log10(d)``. Scalars or numpy arrays (element-wise)."""
+    return 10.0 ** ((tx_power_1m - rssi) / (10.0 * exponent))
+
+
+_distance = njit(cache=True, nogil=True, inline="always")(distance)
+
+
 @njit(cache=True, nogil=True)
 def log_distance(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> None:
-    """Distance in metres from the log-distance model ``rssi = P1m - 10 n log10(d)``, with a
-    path-loss exponent ``n`` per element (each receiver has its own)."""
+    """``distance`` of every element, with a path-loss exponent ``n`` per element (each
+    receiver has its own)."""
     for i in range(rssi.shape[0]):
-        out[i] = 10.0 ** ((tx_power_1m[i] - rssi[i]) / (10.0 * exponent[i]))
+        out[i] = _distance(rssi[i], tx_power_1m[i], exponent[i])
 
 
 def log_distance_py(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> None:
@@ -196,6 +205,18 @@ def log_distance_py(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> Non
 
 MIN_RSSI = -127.0
 """Below this an RSSI is not a measurement (BlueZ reports -127 for "unknown")."""
+MAX_RSSI = 0.0
+"""An RSSI is below this: 0 is what a stack reports when it has none, and nothing is received
+stronger than a milliwatt."""
+
+
+def valid_rssi(rssi: Any) -> Any:
+    """The one rule for a usable RSSI: ``MIN_RSSI <= rssi < MAX_RSSI`` (NaN is not). Scalars or
+    numpy arrays (element-wise)."""
+    return (rssi >= MIN_RSSI) & (rssi < MAX_RSSI)
+
+
+_valid_rssi = njit(cache=True, nogil=True, inline="always")(valid_rssi)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -225,7 +246,7 @@ def kalman_batch(
     the measurement noise (dB²). A sample whose
     normalised innovation exceeds ``gate`` standard deviations is rejected (its output is the
     prediction); three rejections in a row mean the signal really moved, and the filter restarts
-    at the sample. Impossible values (positive, or below ``MIN_RSSI``) are rejected outright.
+    at the sample. Impossible values (not ``valid_rssi``) are rejected outright.
     A slot unheard for ``reset_after`` seconds (or never) restarts at the sample.
     """
     gate2 = gate * gate
@@ -242,7 +263,7 @@ def kalman_batch(
         last = state[s, LAST_T]
         dt = ti - last
         fresh = _restarts(last, dt, reset_after)
-        if z > 0.0 or z < MIN_RSSI:
+        if not _valid_rssi(z):
             out[i] = np.nan if fresh else state[s, X]
             continue
         if fresh:
@@ -307,7 +328,7 @@ def kalman_batch_py(
         z = float(rssi[i])
         dt = float(t[i] - row[LAST_T])
         fresh = row[LAST_T] == -math.inf or dt > reset_after or math.isnan(dt)
-        if z > 0.0 or z < MIN_RSSI:
+        if not valid_rssi(z):
             out[i] = math.nan if fresh else row[X]
             continue
         if fresh:

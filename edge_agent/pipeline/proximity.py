@@ -18,8 +18,16 @@ from edge_agent.config import (
     ProximityConfig,
     ReceiverConfig,
 )
-from edge_agent.models import DeviceClass
+from edge_agent.models import (
+    Advert,
+    AltBeaconFrame,
+    DeviceClass,
+    EddystoneUIDFrame,
+    Frame,
+    IBeaconFrame,
+)
 from edge_agent.pipeline import kernels
+from edge_agent.pipeline.identity import DeviceRef
 
 BANDS = ("immediate", "near", "far", "gone")
 
@@ -62,6 +70,28 @@ def band_for(distance: float, current: str, prox: ProximityConfig) -> str:
         return raw if distance > edges[ci] + h else current
     # moving in: cross the inner band's outer edge by h
     return raw if distance < edges[ri] - h or ri < ci - 1 else current
+
+
+EDDYSTONE_0M_TO_1M_DB = 41
+
+
+def tx_power_1m(frame: Frame) -> int | None:
+    """RSSI at 1 m as the frame states it (Eddystone states it at 0 m)."""
+    if isinstance(frame, IBeaconFrame | AltBeaconFrame):
+        return frame.tx_power
+    if isinstance(frame, EddystoneUIDFrame):
+        return frame.tx_power - EDDYSTONE_0M_TO_1M_DB
+    return None
+
+
+def stated_tx(ref: DeviceRef, frames: list[Frame]) -> int | None:
+    """A device's power at 1 m: configured for it, else the first frame that states it."""
+    tx = ref.tx_power_1m
+    for frame in frames:
+        if tx is not None:
+            break
+        tx = tx_power_1m(frame)
+    return tx
 
 
 FILTER_KINDS = ("kalman", "ema", "one_euro", "median")
@@ -108,6 +138,7 @@ class DeviceTable:
         self._free: list[int] = []
         self._arrays: dict[str, np.ndarray] = {}
         self._alloc(capacity)
+        self._pending: tuple[list[int], list[float], list[float], list[float]] = ([], [], [], [])
 
     _SPEC: tuple[tuple[str, float, type], ...] = (
         ("level", 0.0, np.float64),
@@ -192,6 +223,22 @@ class DeviceTable:
         self._slot_of[key] = s
         self._device_slots.setdefault(device, []).append(s)
         return s
+
+    def add(self, ref: DeviceRef, advert: Advert, tx_power_1m: int | None) -> int:
+        """One advert as a sample of the tick: its (device, receiver) slot, its time, its RSSI
+        after the receiver's offset, and the device's power at 1 m (``None``: the configured
+        default). Returns the sample's index in the tick (``flush`` runs them)."""
+        slots, ts, rssis, txs = self._pending
+        slots.append(self.slot(ref.id, advert.receiver, ref.kind))
+        ts.append(advert.t)
+        rssis.append(advert.rssi + self.offset(advert.receiver))
+        txs.append(self.prox.tx_power_1m_dbm if tx_power_1m is None else tx_power_1m)
+        return len(slots) - 1
+
+    def flush(self, per_sample: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+        """Run the tick's samples (``add``) through the kernels: see ``update``."""
+        pending, self._pending = self._pending, ([], [], [], [])
+        return self.update(*pending, per_sample=per_sample)
 
     def update(
         self,
@@ -321,7 +368,8 @@ class DeviceTable:
             return None
         if kept >= 0 and kept != best_slot:
             n = float(self._arrays["n"][kept])
-            if self._dist[kept] <= best * 10.0 ** (margin_db / (10.0 * n)):
+            # margin_db of path loss is a factor of distance(0, margin_db, n) in distance
+            if self._dist[kept] <= best * kernels.distance(0.0, margin_db, n):
                 best_slot, second_slot = kept, best_slot
                 best, second = float(self._dist[kept]), best
         key = self._slot_key[best_slot]

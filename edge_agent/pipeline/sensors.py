@@ -7,22 +7,18 @@ from dataclasses import dataclass
 from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.models import (
-    AltBeaconFrame,
     BeaconHealthBody,
     BTHomeFrame,
     ContextEvent,
     EddystoneTLMFrame,
-    EddystoneUIDFrame,
     Frame,
-    IBeaconFrame,
     MeasurementValue,
     Priority,
     ReadingBody,
     RuuviFrame,
 )
 from edge_agent.pipeline.identity import DeviceRef
-
-EDDYSTONE_0M_TO_1M_DB = 41
+from edge_agent.pipeline.proximity import tx_power_1m
 
 Values = dict[str, tuple[float | int | bool | str, str | None]]
 
@@ -53,25 +49,6 @@ def frame_measurements(frame: BTHomeFrame | RuuviFrame) -> Values:
     if frame.movement_counter is not None:
         out["movement_counter"] = (frame.movement_counter, None)
     return out
-
-
-def tx_power_1m(frame: Frame) -> int | None:
-    """RSSI at 1 m as the frame states it (Eddystone states it at 0 m)."""
-    if isinstance(frame, IBeaconFrame | AltBeaconFrame):
-        return frame.tx_power
-    if isinstance(frame, EddystoneUIDFrame):
-        return frame.tx_power - EDDYSTONE_0M_TO_1M_DB
-    return None
-
-
-def stated_tx(ref: DeviceRef, frames: list[Frame]) -> int | None:
-    """A device's power at 1 m: configured for it, else the first frame that states it."""
-    tx = ref.tx_power_1m
-    for frame in frames:
-        if tx is not None:
-            break
-        tx = tx_power_1m(frame)
-    return tx
 
 
 @dataclass(slots=True)

@@ -1,23 +1,92 @@
 """The pure pipeline: adverts of one tick in, context events out. No I/O.
 
-decode → identity → device table (numba kernels, once per tick) → zones and sensors.
+decode → identity → device table (numba kernels, once per tick) → zones and sensors; and the
+``Ticker``, the one loop that cuts a stream of adverts into those ticks (the agent, replay,
+store scoring and the tests all use it).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from edge_agent.config import AgentConfig
-from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame
+from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame, SampleEstimate
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.identity import DeviceRef, Identity
-from edge_agent.pipeline.proximity import DeviceTable
-from edge_agent.pipeline.sensors import SensorTracker, tx_power_1m
+from edge_agent.pipeline.kernels import valid_rssi
+from edge_agent.pipeline.proximity import DeviceTable, stated_tx
+from edge_agent.pipeline.sensors import SensorTracker
 from edge_agent.pipeline.zones import PresenceEngine
-from edge_agent.tools.estimates import SampleEstimate
 
-MAX_RSSI = 20
-MIN_RSSI = -127
+T = TypeVar("T")
+
+
+class Ticker(Generic[T]):
+    """Cuts a stream of items in time order into ticks of ``tick_s`` and hands each tick's items
+    to ``run(items, tick_end)``.
+
+    An item at ``t`` belongs to the tick that ends after ``t``. Ticks end at ``start + k·tick_s``
+    (``start``: the first item's time when not given), also those no item falls in, so that
+    timers advance through a silence. With ``max_catch_up``, a silence longer than that many
+    ticks (a clock jump) runs one tick and then realigns, rather than every tick between.
+    """
+
+    def __init__(
+        self,
+        tick_s: float,
+        run: Callable[[list[T], float], None],
+        *,
+        start: float | None = None,
+        max_catch_up: int | None = None,
+    ) -> None:
+        self.tick_s = tick_s
+        self._run = run
+        self._end = None if start is None else start + tick_s
+        self._max = max_catch_up
+        self._batch: list[T] = []
+        self._last = -math.inf
+
+    @property
+    def tick_end(self) -> float | None:
+        """When the open tick ends (``None`` before the first item, without ``start``)."""
+        return self._end
+
+    def add(self, item: T, t: float) -> None:
+        """One item at time ``t`` (not earlier than the previous one's)."""
+        if self._end is None:
+            self._end = t + self.tick_s
+        elif t >= self._end:
+            self.close(t)
+        self._batch.append(item)
+        self._last = t
+
+    def close(self, upto: float) -> None:
+        """Run every tick that ends at or before ``upto``."""
+        end, tick = self._end, self.tick_s
+        if end is None or not end <= upto:
+            return
+        if self._max is not None and (upto - end) / tick > self._max:
+            self._tick(end)
+            end += math.floor((upto - end) / tick) * tick
+        while end <= upto:
+            self._tick(end)
+            end += tick
+        self._end = end
+
+    def flush(self, at: float) -> None:
+        """The end of the stream at ``at``: close the ticks before it, then run what is left
+        at ``at`` (or at the last item's time, if later)."""
+        if math.isfinite(at):
+            self.close(at)
+        if self._batch:
+            self._tick(max(at, self._last) if math.isfinite(at) else self._last)
+
+    def _tick(self, end: float) -> None:
+        batch, self._batch = self._batch, []
+        self._run(batch, end)
 
 
 @dataclass(slots=True)
@@ -85,20 +154,14 @@ class Pipeline:
     def _tick(
         self, adverts: list[Advert], now: float, wall: float, out: list[ContextEvent]
     ) -> None:
-        slots: list[int] = []
-        ts: list[float] = []
-        rssis: list[float] = []
-        txs: list[float] = []
         touched: dict[str, None] = {}  # insertion order: events come out in the same order
         log = self.sample_log
         logged: list[tuple[int, Advert, str]] = []
         identity = self.identity
-        default_tx = self.cfg.proximity.tx_power_1m_dbm
         table = self.table
         dstats = self.decode_stats
         for adv in adverts:
-            rssi = adv.rssi
-            if rssi > MAX_RSSI or rssi < MIN_RSSI or rssi == 0:
+            if not valid_rssi(adv.rssi):
                 self.stats.rejected_rssi += 1
                 continue
             frames = decode_advert(adv, dstats)
@@ -106,21 +169,16 @@ class Pipeline:
             if ref is None:  # policy: ignore
                 continue
             self._refs[ref.id] = ref
-            tx = ref.tx_power_1m
-            for frame in frames:
-                if tx is None:
-                    tx = tx_power_1m(frame)
-                if ref.publish and (ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame)):
-                    self.sensors.observe(ref, frame, rssi, adv.t, adv.wall, out)
+            if ref.publish:
+                for frame in frames:
+                    if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
+                        self.sensors.observe(ref, frame, adv.rssi, adv.t, adv.wall, out)
+            i = table.add(ref, adv, stated_tx(ref, frames))
             if log is not None and ref.publish:
-                logged.append((len(slots), adv, ref.id))
-            slots.append(table.slot(ref.id, adv.receiver, ref.kind))
-            ts.append(adv.t)
-            rssis.append(rssi + table.offset(adv.receiver))
-            txs.append(default_tx if tx is None else tx)
+                logged.append((i, adv, ref.id))
             touched[ref.id] = None
         self.stats.adverts += len(adverts)
-        per_sample = table.update(slots, ts, rssis, txs, per_sample=log is not None)
+        per_sample = table.flush(per_sample=log is not None)
         if log is not None and per_sample is not None:
             smoothed, dist = per_sample
             log.extend(

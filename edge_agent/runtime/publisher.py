@@ -35,7 +35,8 @@ from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.contract import StatusState
 from edge_agent.errors import PublishError
-from edge_agent.runtime.outbox import Outbox, OutboxRow
+from edge_agent.runtime.outbox import Outbox
+from edge_agent.runtime.outbox_schema import OutboxRow
 from edge_agent.runtime.secrets import mqtt_password
 from edge_agent.runtime.tls import client_context, explain
 
@@ -113,6 +114,12 @@ class Publisher:
         self.broker: str | None = None
         self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
+
+    async def __aenter__(self) -> Publisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # ------------------------------------------------------------------ public
 
@@ -229,6 +236,20 @@ class Publisher:
         return client
 
     async def _session(self, url: str) -> None:
+        """One connection: connect, publish until it is lost (or we close), clean up."""
+        link = await self._connect(url)
+        self._up(link)
+        misc = asyncio.create_task(self._misc_loop(link.client, link.lost))
+        try:
+            await self._pump(link.client, link.lost)
+        finally:
+            misc.cancel()
+            self._down(link)
+        if not self._closing:
+            raise PublishError(self.broker or url, "connection lost")
+
+    async def _connect(self, url: str) -> _Link:
+        """A fresh client connected to ``url`` and its CONNACK accepted, or ``PublishError``."""
         loop = asyncio.get_running_loop()
         parts = urlsplit(url)
         host = parts.hostname or "localhost"
@@ -239,89 +260,18 @@ class Publisher:
         if tls:
             assert self._tls is not None
             client.tls_set_context(self._tls)
-        connack: asyncio.Future[ReasonCode] = loop.create_future()
-        errors: list[str] = []
-        lost = self._lost = asyncio.Event()
         self._inflight.clear()
         self._acked.clear()
         self._last_sent = 0
-
-        def on_connect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            if not connack.done():
-                connack.set_result(rc)
-
-        def on_log(_c: Any, _u: Any, level: int, buf: str) -> None:
-            if level == mqtt.MQTT_LOG_ERR:
-                errors.append(buf)
-
-        def on_disconnect(_c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            if not connack.done():  # closed before CONNACK: say why (a TLS alert, usually)
-                why = errors[-1] if errors else f"closed before CONNACK ({rc})"
-                reason = explain(why, self._mutual) if tls else why
-                connack.set_exception(PublishError(self.broker or url, reason))
-            lost.set()
-            self._connected.clear()
-            self._wake.set()
-
-        def on_publish(_c: Any, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            seq = self._inflight.pop(mid, None)
-            if seq is None:
-                return
-            if rc.is_failure:
-                self._rejected.append(seq)
-            else:
-                self._acked.append(seq)
-            self._wake.set()
-
-        def quietly(fn: Callable[..., Any], *args: Any) -> None:
-            with contextlib.suppress(ValueError, OSError):  # the socket may be closed already
-                fn(*args)
-
-        loop_thread = threading.get_ident()
-
-        def soon(fn: Callable[..., Any], *args: Any) -> None:
-            # On the loop's thread (every publish): at once. paho may also call these from the
-            # connecting thread, or from __del__ after the loop ended.
-            if threading.get_ident() == loop_thread:
-                quietly(fn, *args)
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(quietly, fn, *args)
-
-        def on_readable() -> None:
-            self._last_in = time.monotonic()
-            client.loop_read()
-
-        def on_socket_open(c: mqtt.Client, _u: Any, sock: Any) -> None:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            soon(loop.add_reader, sock, on_readable)
-
-        def on_socket_close(_c: mqtt.Client, _u: Any, sock: Any) -> None:
-            soon(loop.remove_reader, sock)
-            soon(loop.remove_writer, sock)
-
-        def on_register_write(c: mqtt.Client, _u: Any, sock: Any) -> None:
-            soon(loop.add_writer, sock, c.loop_write)
-
-        def on_unregister_write(_c: mqtt.Client, _u: Any, sock: Any) -> None:
-            soon(loop.remove_writer, sock)
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_log = on_log
-        client.on_publish = on_publish
-        client.on_socket_open = on_socket_open
-        client.on_socket_close = on_socket_close
-        client.on_socket_register_write = on_register_write
-        client.on_socket_unregister_write = on_unregister_write
-
+        link = _Link(self, client, loop, tls)
+        self._lost = link.lost
         timeout = self.cfg.mqtt.connect_timeout_s
         try:
             async with asyncio.timeout(timeout):
                 await loop.run_in_executor(
                     None, lambda: client.connect(host, port, self.cfg.mqtt.keepalive_s)
                 )
-                rc = await connack
+                rc = await link.connack
         except (OSError, PublishError) as err:  # TimeoutError and ssl.SSLError are OSErrors
             if isinstance(err, TimeoutError):
                 client.disconnect()
@@ -335,28 +285,28 @@ class Publisher:
             if rc.value in (0x86, 0x87, 4, 5):  # bad user name or password / not authorized
                 hint = "; check mqtt.username and the password (file, credential or variable)"
             raise PublishError(self.broker, f"connection refused: {rc}{hint}")
-        self._client = client
+        return link
+
+    def _up(self, link: _Link) -> None:
+        """A session began: count it, say ``online`` (retained)."""
+        self._client = link.client
         self._last_in = time.monotonic()
         self._connected.set()
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1
         _LOGGER.info("broker %s: connected", self.broker)
-        client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
-        misc = asyncio.create_task(self._misc_loop(client, lost))
-        try:
-            await self._pump(client, lost)
-        finally:
-            misc.cancel()
-            self._connected.clear()
-            self._flush_acks()
-            self.stats.resent += len(self._inflight)
-            self._inflight.clear()
-            _forget(loop, client.socket())
-            if not lost.is_set():
-                client.disconnect()
-        if not self._closing:
-            raise PublishError(self.broker, "connection lost")
+        link.client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+
+    def _down(self, link: _Link) -> None:
+        """A session ended: keep the acks that came, count what was in flight as resent."""
+        self._connected.clear()
+        self._flush_acks()
+        self.stats.resent += len(self._inflight)
+        self._inflight.clear()
+        _forget(link.loop, link.client.socket())
+        if not link.lost.is_set():
+            link.client.disconnect()
 
     def _connect_error(self, err: OSError, timeout: float) -> PublishError:
         """A failed connection attempt in words that say what to check."""
@@ -448,3 +398,86 @@ class Publisher:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+
+class _Link:
+    """One connection's paho callbacks, brought onto the asyncio loop: paho's socket is watched
+    by the loop (``loop_read``/``loop_write``), never by a thread of paho's."""
+
+    def __init__(
+        self, publisher: Publisher, client: mqtt.Client, loop: asyncio.AbstractEventLoop, tls: bool
+    ) -> None:
+        self.publisher = publisher
+        self.client = client
+        self.loop = loop
+        self.tls = tls
+        self.connack: asyncio.Future[ReasonCode] = loop.create_future()
+        self.errors: list[str] = []
+        self.lost = asyncio.Event()
+        self._thread = threading.get_ident()
+        client.on_connect = self.on_connect
+        client.on_disconnect = self.on_disconnect
+        client.on_log = self.on_log
+        client.on_publish = self.on_publish
+        client.on_socket_open = self.on_socket_open
+        client.on_socket_close = self.on_socket_close
+        client.on_socket_register_write = self.on_register_write
+        client.on_socket_unregister_write = self.on_unregister_write
+
+    def on_connect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if not self.connack.done():
+            self.connack.set_result(rc)
+
+    def on_log(self, _c: Any, _u: Any, level: int, buf: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self.errors.append(buf)
+
+    def on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        p = self.publisher
+        if not self.connack.done():  # closed before CONNACK: say why (a TLS alert, usually)
+            why = self.errors[-1] if self.errors else f"closed before CONNACK ({rc})"
+            reason = explain(why, p._mutual) if self.tls else why
+            self.connack.set_exception(PublishError(p.broker or "?", reason))
+        self.lost.set()
+        p._connected.clear()
+        p._wake.set()
+
+    def on_publish(self, _c: Any, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+        p = self.publisher
+        seq = p._inflight.pop(mid, None)
+        if seq is None:
+            return
+        (p._rejected if rc.is_failure else p._acked).append(seq)
+        p._wake.set()
+
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """On the loop's thread (every publish): at once. paho may also call back from the
+        connecting thread, or from ``__del__`` after the loop ended."""
+        if threading.get_ident() == self._thread:
+            _quietly(fn, *args)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(_quietly, fn, *args)
+
+    def on_readable(self) -> None:
+        self.publisher._last_in = time.monotonic()
+        self.client.loop_read()
+
+    def on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._soon(self.loop.add_reader, sock, self.on_readable)
+
+    def on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._soon(self.loop.remove_reader, sock)
+        self._soon(self.loop.remove_writer, sock)
+
+    def on_register_write(self, c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._soon(self.loop.add_writer, sock, c.loop_write)
+
+    def on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._soon(self.loop.remove_writer, sock)
+
+
+def _quietly(fn: Callable[..., Any], *args: Any) -> None:
+    with contextlib.suppress(ValueError, OSError):  # the socket may be closed already
+        fn(*args)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,8 +18,8 @@ from edge_agent.errors import CalibrationError
 from edge_agent.models import Advert
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.identity import Identity
-from edge_agent.pipeline.sensors import stated_tx
-from edge_agent.runtime.sources import AdvertSink, AdvertSource, source_error
+from edge_agent.pipeline.proximity import stated_tx
+from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools import evaluation as ev
 
 
@@ -166,23 +168,16 @@ async def interactive(
     show what each receiver heard; then fit the receiver it was held against (``receiver``, or
     the one that heard it loudest at the first step)."""
     recorder = StepRecorder(cfg, device)
-    sink = AdvertSink(cfg.source.queue_size)
     steps: dict[str, list[Step]] = {}
+    feed = SourceFeed(source, cfg.source.queue_size, signals=False)
 
     async def pump() -> None:
-        while True:
-            advert = await sink.queue.get()
-            if advert is None:
-                return
-            batch = [advert]
-            while not sink.queue.empty() and (more := sink.queue.get_nowait()) is not None:
-                batch.append(more)
+        async for batch in feed.batches():
             recorder.observe(batch)
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            feeder = tg.create_task(source.run(sink), name="source")
-            pumper = tg.create_task(pump(), name="calibrate-pump")
+    async with feed, asyncio.TaskGroup() as tg:
+        pumper = tg.create_task(pump(), name="calibrate-pump")
+        try:
             for d in distances:
                 line = await ask(f"Hold {device} at {d:g} m, then press Enter (q: stop here) ")
                 if line.strip().lower().startswith("q"):
@@ -202,10 +197,8 @@ async def interactive(
                         or "nothing heard"
                     )
                 )
-            feeder.cancel()
+        finally:
             pumper.cancel()
-    except BaseExceptionGroup as group:
-        raise source_error(group) from None
     if receiver is None:
         first = {rx: s[0] for rx, s in steps.items() if s}
         if not first:
@@ -214,3 +207,35 @@ async def interactive(
             first, key=lambda rx: (first[rx].distance_m == distances[0], first[rx].median)
         )
     return [fit_steps(receiver, steps.get(receiver, []), cfg.proximity.path_loss_exponent)]
+
+
+def parse_distances(text: str) -> list[float]:
+    """``--distances``: metres above 0, comma separated (``CalibrationError`` naming the flag)."""
+    try:
+        distances = [float(d) for d in text.split(",") if d.strip()]
+    except ValueError as err:
+        raise CalibrationError("--distances", f"not a number: {err}") from err
+    if not distances or min(distances) <= 0:
+        raise CalibrationError("--distances", "give distances in metres above 0, e.g. 1,2,4,8")
+    return distances
+
+
+async def ask_stdin(prompt: str) -> str:
+    """Show ``prompt`` and read a line from stdin (``q`` at the end of input).
+
+    A daemon thread, not the default executor: if the radio fails while the prompt waits, the
+    command ends with the error instead of waiting for a keypress."""
+    print(prompt, end="", flush=True)
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def give(line: str) -> None:
+        if not answer.done():
+            answer.set_result(line)
+
+    def read() -> None:
+        loop.call_soon_threadsafe(give, sys.stdin.readline())
+
+    threading.Thread(target=read, name="calibrate-prompt", daemon=True).start()
+    line = await answer
+    return line if line else "q"  # end of input: stop here

@@ -1,12 +1,8 @@
-"""``edge-agent demo``: the simulated store through the real agent into a broker, watched live.
-
-The one place ``edge_agent`` imports ``firmware_sim``: the demo needs the simulator's ground truth
-to show how well the estimated zones match it.
-"""
+"""``edge-agent demo``: the simulated store through the real agent into a broker, watched live,
+with how well the estimated zones match the simulator's ground truth."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -27,6 +23,7 @@ from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
 from edge_agent.tools.mosquitto import LocalMosquitto
+from edge_agent.tools.sources import make_source
 
 TRACKED = ("cart", "staff")
 
@@ -180,36 +177,43 @@ async def _run(
     return rc
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Start a broker (unless given), run the simulated store through the agent, show it."""
+def run_demo(
+    config: str,
+    *,
+    duration_s: float | None = None,
+    speed: float = 5.0,
+    broker_url: str | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+) -> int:
+    """Start a broker (unless ``broker_url``), run the simulated store of ``config`` (or
+    ``scenario``) through the agent, show it; stop after ``duration_s`` real seconds."""
     console = Console()
     broker: LocalMosquitto | None = None
     state = tempfile.TemporaryDirectory(prefix="edge-agent-demo-")
     try:
-        if args.broker is None:
+        if broker_url is None:
             broker = LocalMosquitto()
             broker.start()
             url = broker.url
             console.print(f"local mosquitto on {url}")
         else:
-            url = args.broker
+            url = broker_url
         overrides: dict[str, Any] = {
             "source.kind": "sim",
-            "source.speed": args.speed,
+            "source.speed": speed,
             "gateway.state_dir": state.name,
             "mqtt.urls": [url],
         }
-        if args.scenario:
-            overrides["source.scenario"] = args.scenario
-        if args.seed is not None:
-            overrides["source.seed"] = args.seed
+        if scenario:
+            overrides["source.scenario"] = scenario
+        if seed is not None:
+            overrides["source.seed"] = seed
         try:
-            cfg = load_checked(args.config, overrides)
+            cfg = load_checked(config, overrides)
         except ConfigError as err:
             console.print(str(err), markup=False)
             return 2
-        from edge_agent.cli import make_source
-
         view = View()
         agent = Agent(
             cfg,
@@ -219,7 +223,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         sub = Subscriber(url, cfg.topic_root)
         try:
-            return asyncio.run(_run(agent, view, sub, console, args.duration))
+            return asyncio.run(_run(agent, view, sub, console, duration_s))
         finally:
             sub.close()
     except EdgeAgentError as err:

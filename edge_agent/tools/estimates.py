@@ -12,29 +12,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import IO
 
 from edge_agent.config import ProximityConfig
+from edge_agent.models import SampleEstimate
 from edge_agent.pipeline.proximity import band_for
-
-
-@dataclass(slots=True, frozen=True)
-class SampleEstimate:
-    """One advert after smoothing and the distance model."""
-
-    t: float
-    """Source time of the sample (epoch seconds for captures and recordings)."""
-    receiver: str
-    """Receiver that heard it."""
-    device: str
-    """Wire id of the device (never its address)."""
-    rssi: int
-    """RSSI as received, dBm."""
-    rssi_smoothed: float
-    """Smoothed RSSI after the receiver's offset, dBm."""
-    distance_m: float
-    """Distance from the log-distance model, metres."""
 
 
 class EstimateWriter:

@@ -122,7 +122,7 @@ def ours(prox: ProximityConfig | None = None, classes: Sequence[DeviceClass] = (
 
 def raw(s: I64, t: F64, rssi: F64, n: int) -> F64:
     """No filter (impossible values dropped)."""
-    return np.where((rssi < 0) & (rssi >= kernels.MIN_RSSI), rssi, np.nan)
+    return np.where(kernels.valid_rssi(rssi), rssi, np.nan)
 
 
 def altbeacon_running_average(s: I64, t: F64, rssi: F64, n: int, window: float = 20.0) -> F64:
@@ -215,7 +215,7 @@ def fit_receiver(smoothed: F64, distance: F64) -> tuple[float, float]:
     e, d = smoothed[ok], distance[ok]
     best = (math.inf, -59.0, 2.0)
     for n in _EXPONENTS:
-        est = 10.0 ** ((_AT_1M[:, None] - e[None, :]) / (10.0 * n))
+        est = kernels.distance(e[None, :], _AT_1M[:, None], n)
         err = np.abs(est - d[None, :]).mean(axis=1)
         j = int(np.argmin(err))
         if err[j] < best[0]:
@@ -250,7 +250,7 @@ def fit_calibration(
 def estimate_distance(cap: Capture, smoothed: F64, cal: dict[str, tuple[float, float]]) -> F64:
     """Distance per sample from the calibrated log-distance model."""
     params = np.array([cal.get(n, cal["*"]) for n in cap.receivers])[cap.receiver]
-    return np.asarray(10.0 ** ((params[:, 0] - smoothed) / (10.0 * params[:, 1])))
+    return np.asarray(kernels.distance(smoothed, params[:, 0], params[:, 1]))
 
 
 @dataclass(slots=True, frozen=True)

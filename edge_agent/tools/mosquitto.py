@@ -18,6 +18,10 @@ from edge_agent.errors import EdgeAgentError
 INSTALL_HINT = "apt-get install -y mosquitto"
 
 
+class PortTaken(EdgeAgentError):
+    """Another process listens on the port mosquitto was to use."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -67,6 +71,7 @@ class LocalMosquitto:
         ``listeners`` replaces the default listener block altogether (TLS brokers, say); it
         must listen on ``port``, and ``url`` then uses ``scheme``."""
         self.host = host
+        self._fixed_port = port is not None
         self.port = port or free_port(host)
         self.extra_conf = extra_conf
         self.persistence = persistence
@@ -86,8 +91,18 @@ class LocalMosquitto:
         """mosquitto's log file."""
         return self._dir / "mosquitto.log"
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start and wait until the port accepts connections."""
+    def start(self, timeout: float = 10.0, tries: int = 3) -> None:
+        """Start and wait until the port accepts connections. A port of our own choosing that
+        another process took in the meantime is chosen again (``tries`` times)."""
+        for attempt in range(tries):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self._fixed_port or self.listeners is not None or attempt == tries - 1:
+                    raise
+                self.port = free_port(self.host)
+
+    def _start(self, timeout: float) -> None:
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
             ("per_listener_settings true\n" if self.per_listener_settings else "")
@@ -119,6 +134,8 @@ class LocalMosquitto:
                 err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(
                     errors="replace"
                 )
+                if "address already in use" in err.lower():
+                    raise PortTaken(f"mosquitto: port {self.port} is taken: {err.strip()}")
                 raise EdgeAgentError(f"mosquitto exited at start: {err.strip()}")
             with (
                 contextlib.suppress(OSError),

@@ -3,14 +3,12 @@ prints one JSON array per refresh with ``--json``."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.live import Live
@@ -18,7 +16,7 @@ from rich.table import Table
 
 from edge_agent.config import AgentConfig
 from edge_agent.models import Advert
-from edge_agent.runtime.sources import AdvertSink, AdvertSource, source_error
+from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools.scanview import ScanRow, ScanView
 
 
@@ -68,67 +66,62 @@ def row_json(row: ScanRow) -> dict[str, object]:
     return d
 
 
-async def scan(cfg: AgentConfig, source: AdvertSource, args: argparse.Namespace) -> int:
-    """Collect adverts, refresh every ``--interval`` seconds, until ``--duration`` or a signal."""
-    view = ScanView(cfg, show_addresses=args.show_addresses)
-    sink = AdvertSink(cfg.source.queue_size)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    deadline = math.inf if args.duration is None else time.monotonic() + args.duration
+@dataclass(slots=True, frozen=True)
+class ScanOptions:
+    """How ``edge-agent scan`` shows what it hears."""
+
+    json: bool = False
+    """One JSON array of devices per refresh instead of the table."""
+    sort: str = "distance"
+    """Row order (``SORT_KEYS``)."""
+    interval_s: float = 1.0
+    """Refresh every this many seconds."""
+    duration_s: float | None = None
+    """Stop after this many seconds (``None``: at a signal)."""
+    limit: int = 40
+    """Rows shown in the table."""
+    show_addresses: bool = False
+    """Also show raw addresses and local names."""
+
+
+async def scan(cfg: AgentConfig, source: AdvertSource, opts: ScanOptions) -> int:
+    """Collect adverts, refresh every ``interval_s``, until ``duration_s``, the source's end or
+    a signal."""
+    view = ScanView(cfg, show_addresses=opts.show_addresses)
+    deadline = math.inf if opts.duration_s is None else time.monotonic() + opts.duration_s
     title = f"edge-agent scan ({source.name})"
     live: Live | None = None
-    if not args.json:
+    if not opts.json:
         live = Live(console=Console(stderr=False), auto_refresh=False)
         live.start()
+    last: list[Advert] = []
+    shown_at = time.monotonic()
     try:
-        async with asyncio.TaskGroup() as tg:
-            feeder = tg.create_task(source.run(sink), name="source")
-            ended = False
-            while not stop.is_set() and not ended:
-                wait = min(args.interval, deadline - time.monotonic())
-                if wait > 0:
-                    try:
-                        async with asyncio.timeout(wait):
-                            await stop.wait()
-                    except TimeoutError:
-                        pass
-                batch: list[Advert] = []
-                while not sink.queue.empty():
-                    advert = sink.queue.get_nowait()
-                    if advert is None:
-                        ended = True
-                        break
-                    batch.append(advert)
+        async with SourceFeed(source, cfg.source.queue_size) as feed:
+            async for batch in feed.batches(min(opts.interval_s, 0.25)):
                 view.observe(batch)
-                rows = view.rows(source.now() if not ended else _last(batch, source), args.sort)
+                last = batch or last
+                mono = time.monotonic()
+                if mono - shown_at < opts.interval_s and mono < deadline and not feed.ended:
+                    continue
+                shown_at = mono
+                rows = view.rows(_now(last, source), opts.sort)
                 if live is not None:
-                    live.update(render(rows, view, args.limit, title), refresh=True)
+                    live.update(render(rows, view, opts.limit, title), refresh=True)
                 else:
                     print(json.dumps([row_json(r) for r in rows]), flush=True)
-                if time.monotonic() >= deadline:
+                if mono >= deadline:
                     break
-            feeder.cancel()
-    except BaseExceptionGroup as group:
-        raise source_error(group) from None
     finally:
         if live is not None:
             live.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     if view.decode_stats.malformed:
         print(f"malformed adverts skipped: {dict(view.decode_stats.malformed)}", file=sys.stderr)
     return 0
 
 
-def _last(batch: list[Advert], source: AdvertSource) -> float:
+def _now(batch: list[Advert], source: AdvertSource) -> float:
     now = source.now()
     if math.isfinite(now):
         return now
     return batch[-1].t if batch else 0.0
-
-
-def run_scan(cfg: AgentConfig, source: AdvertSource, args: argparse.Namespace) -> int:
-    """Entry point of the command."""
-    return asyncio.run(scan(cfg, source, args))

@@ -24,8 +24,7 @@ from edge_agent.models import (
 )
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.identity import Identity
-from edge_agent.pipeline.proximity import DeviceTable, band_for
-from edge_agent.pipeline.sensors import stated_tx
+from edge_agent.pipeline.proximity import DeviceTable, band_for, stated_tx
 
 SORT_KEYS = ("distance", "rssi", "id", "last")
 
@@ -119,11 +118,6 @@ class ScanView:
 
     def observe(self, adverts: list[Advert]) -> None:
         """One batch of adverts."""
-        slots: list[int] = []
-        ts: list[float] = []
-        rssis: list[float] = []
-        txs: list[float] = []
-        default_tx = self.cfg.proximity.tx_power_1m_dbm
         for adv in adverts:
             frames = decode_advert(adv, self.decode_stats)
             ref = self.identity.resolve(adv, frames)
@@ -141,12 +135,8 @@ class ScanView:
                 seen.address = adv.address
                 if adv.local_name:
                     seen.summary = seen.summary or f"name {adv.local_name!r}"
-            tx = stated_tx(ref, frames)
-            slots.append(self.table.slot(ref.id, adv.receiver, ref.kind))
-            ts.append(adv.t)
-            rssis.append(adv.rssi + self.table.offset(adv.receiver))
-            txs.append(default_tx if tx is None else tx)
-        self.table.update(slots, ts, rssis, txs)
+            self.table.add(ref, adv, stated_tx(ref, frames))
+        self.table.flush()
 
     def rows(
         self, now: float, sort: str = "distance", forget_after_s: float = 60.0

@@ -1,10 +1,16 @@
-"""Where advertisements come from: the ``AdvertSource`` protocol and the sink sources feed."""
+"""Where advertisements come from: the ``AdvertSource`` protocol, the sink sources feed, and
+``SourceFeed``, the one way to consume a source (run, record, scan and calibrate use it)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
+from edge_agent.errors import EdgeAgentError
 from edge_agent.models import Advert
 
 if TYPE_CHECKING:
@@ -72,10 +78,8 @@ class AdvertSource(Protocol):
 
 
 def source_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first ``EdgeAgentError`` out of a task group's failure (else the group itself), so
-    that commands can report a failed source plainly."""
-    from edge_agent.errors import EdgeAgentError
-
+    """What a task group's failure was, for a command to report plainly: the first
+    ``EdgeAgentError`` in it, else its only exception, else the group itself."""
     for err in group.exceptions:
         if isinstance(err, EdgeAgentError):
             return err
@@ -83,4 +87,103 @@ def source_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             inner = source_error(err)
             if inner is not err:
                 return inner
+    if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+        return group.exceptions[0]
     return group
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SourceFeed:
+    """Runs a source and hands out what it delivers, batch by batch, until the source ends,
+    SIGINT or SIGTERM arrives (with ``signals``), or ``stop()`` is called.
+
+    An async context manager: the source runs in a task group of its own while the block runs,
+    and a source that fails ends the block with its error (``source_error``).
+    """
+
+    def __init__(self, source: AdvertSource, queue_size: int, *, signals: bool = True) -> None:
+        self.source = source
+        self.sink = AdvertSink(queue_size)
+        self.ended = False
+        """True once the source said it has nothing more."""
+        self._stop = asyncio.Event()
+        self._signals = signals
+        self._group: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called (or a signal came)."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """End the batches (what is queued by then is still handed out)."""
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once ``stop()`` was called."""
+        await self._stop.wait()
+
+    async def __aenter__(self) -> SourceFeed:
+        if self._signals:
+            loop = asyncio.get_running_loop()
+            for sig in STOP_SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.stop)
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._task = self._group.create_task(self.source.run(self.sink), name="source")
+        return self
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._group is not None and self._task is not None
+        self._task.cancel()
+        try:
+            await self._group.__aexit__(et, exc, tb)
+        except BaseExceptionGroup as group:
+            raise source_error(group) from None
+        finally:
+            if self._signals:
+                loop = asyncio.get_running_loop()
+                for sig in STOP_SIGNALS:
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+
+    async def batches(self, timeout: float | None = None) -> AsyncIterator[list[Advert]]:
+        """What the source delivered since the previous batch: waits for an advert (at most
+        ``timeout`` seconds, then an empty batch), then takes everything queued. Ends after the
+        source's end, or after ``stop()`` with what was queued by then."""
+        queue = self.sink.queue
+        while not self.ended:
+            if self.stopped:
+                batch = self._drain([])
+                if batch:
+                    yield batch
+                return
+            try:
+                async with asyncio.timeout(timeout):
+                    first = await queue.get()
+            except TimeoutError:
+                yield []
+                continue
+            if first is None:
+                self.ended = True
+                return
+            yield self._drain([first])
+
+    def _drain(self, batch: list[Advert]) -> list[Advert]:
+        queue = self.sink.queue
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item is None:
+                self.ended = True
+                break
+            batch.append(item)
+        return batch

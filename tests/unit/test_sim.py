@@ -7,7 +7,7 @@ import numpy as np
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from firmware_sim.radio import Channel, RadioParams
 from firmware_sim.store import StoreSim, load_scenario
-from tests.conftest import CONFIG_DIR
+from tests.support.paths import CONFIG_DIR
 
 SCENARIO = CONFIG_DIR / "store-demo.toml"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,24 +13,14 @@ from edge_agent.config import load_config, read_calibration
 from edge_agent.contract import model_for
 from edge_agent.runtime.sources.replay import read_adverts
 from edge_agent.tools.mosquitto import LocalMosquitto
-from edge_agent.tools.replay import registered_addresses
-from tests.conftest import record_store
-from tests.mqtt_watch import Watcher
-from tests.test_integration import ROOT_TOPIC, sim_config
+from edge_agent.tools.record import registered_addresses
+from tests.support.agent import ROOT_TOPIC
+from tests.support.cli import run_cli
+from tests.support.configs import record_store, sim_config
+from tests.support.mqtt_watch import Watcher
+from tests.support.paths import TRACKS
 
-TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
 MAC = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}", re.IGNORECASE)
-
-
-def edge_agent(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def fast_sim(tmp_path: Path) -> Path:
@@ -43,7 +31,7 @@ def fast_sim(tmp_path: Path) -> Path:
 def test_replay_of_a_shared_track_writes_the_estimates_file(tmp_path: Path) -> None:
     track = TRACKS / "straight_01.csv"
     out = tmp_path / "out.jsonl"
-    edge_agent("replay", str(track), "--estimates", str(out))
+    run_cli("replay", str(track), "--estimates", str(out))
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     samples = [x for x in lines if "receiver" in x]
     fused = [x for x in lines if "nearest_receiver" in x]
@@ -65,7 +53,7 @@ def test_replay_of_a_shared_track_writes_the_estimates_file(tmp_path: Path) -> N
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
     with_positions = tmp_path / "xy.jsonl"
-    edge_agent(
+    run_cli(
         "replay",
         str(track),
         "--estimates",
@@ -83,7 +71,7 @@ def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
 ) -> None:
     cfg = fast_sim(tmp_path)
     rec = tmp_path / "rec.jsonl"
-    out = edge_agent("record", str(rec), "--config", str(cfg), "--duration", "120").stdout
+    out = run_cli("record", str(rec), "--config", str(cfg), "--duration", "120").stdout
     assert "pseudonymised" in out
     assert stat.S_IMODE(rec.stat().st_mode) == 0o600
     raw = tmp_path / "raw.jsonl"
@@ -102,14 +90,14 @@ def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
     }
 
     first, second = tmp_path / "e1.jsonl", tmp_path / "e2.jsonl"
-    edge_agent("replay", str(rec), "--config", str(cfg), "--events", str(first))
-    edge_agent("replay", str(rec), "--config", str(cfg), "--events", str(second))
+    run_cli("replay", str(rec), "--config", str(cfg), "--events", str(first))
+    run_cli("replay", str(rec), "--config", str(cfg), "--events", str(second))
     events = first.read_text().splitlines()
     assert {json.loads(e)["type"] for e in events} >= {"enter", "exit", "reading", "occupancy"}
     assert first.read_bytes() == second.read_bytes()
 
     kept = tmp_path / "kept.jsonl"
-    edge_agent("record", str(kept), "--config", str(cfg), "--count", "500", "--raw-addresses")
+    run_cli("record", str(kept), "--config", str(cfg), "--count", "500", "--raw-addresses")
     assert {a.address for a in read_adverts(kept)} <= real
 
 
@@ -119,7 +107,7 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
     cfg = sim_config(tmp_path, mosquitto, speed=0.0, duration=None)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}-replay/#")
     try:
-        edge_agent("replay", str(rec), "--config", str(cfg), "--publish")
+        run_cli("replay", str(rec), "--config", str(cfg), "--publish")
         msgs = watcher.settle()
     finally:
         watcher.close()
@@ -136,7 +124,7 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
 
 def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> None:
     cfg = fast_sim(tmp_path)
-    out = edge_agent(
+    out = run_cli(
         "scan", "--config", str(cfg), "--json", "--duration", "3", "--interval", "0.5"
     ).stdout
     snapshots = [json.loads(line) for line in out.splitlines()]
@@ -151,7 +139,7 @@ def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> N
     assert any("temperature" in r["summary"] for r in rows)
     distances = [r["distance_m"] for r in rows]
     assert distances == sorted(distances)
-    shown = edge_agent(
+    shown = run_cli(
         "scan", "--config", str(cfg), "--json", "--duration", "1", "--show-addresses"
     ).stdout
     assert all(MAC.fullmatch(r["address"]) for r in json.loads(shown.splitlines()[-1]))
@@ -160,7 +148,7 @@ def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> N
 @pytest.mark.parametrize("sort", ["rssi", "id", "last"])
 def test_scan_sorts(tmp_path: Path, sort: str) -> None:
     cfg = fast_sim(tmp_path)
-    out = edge_agent("scan", "--config", str(cfg), "--json", "--duration", "1", "--sort", sort)
+    out = run_cli("scan", "--config", str(cfg), "--json", "--duration", "1", "--sort", sort)
     rows = json.loads(out.stdout.splitlines()[-1])
     key = {
         "rssi": lambda r: -r["rssi_smoothed"],
@@ -173,13 +161,7 @@ def test_scan_sorts(tmp_path: Path, sort: str) -> None:
 def test_replay_of_a_bad_file_names_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("t,receiver,address,rssi\n1.0,rx,AA:BB:CC:DD:EE:FF,-60\n2.0,rx,AA:BB,oops\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "replay", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 1
+    proc = run_cli("replay", str(bad), expect=1)
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -189,19 +171,14 @@ def test_calibrate_interactive_on_the_command_line(tmp_path: Path) -> None:
     file are checked here; the fit itself is in test_calibrate)."""
     cfg = sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=5.0, duration=None)
     out = tmp_path / "cal.toml"
-    base = [sys.executable, "-m", "edge_agent", "calibrate", "--interactive", "-c", str(cfg)]
-    proc = subprocess.run(
-        [*base, "--device", "staff-ana", "--distances", "1,2", "--seconds", "0.5", "--out",
-         str(out)],
-        input="\n\n", capture_output=True, text=True, timeout=120,
+    base = ["calibrate", "--interactive", "-c", str(cfg)]
+    proc = run_cli(
+        *base, "--device", "staff-ana", "--distances", "1,2", "--seconds", "0.5", "--out",
+        str(out), input="\n\n", timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("press Enter") == 2 and "adverts, median" in proc.stdout
     assert out.read_text().count("[[calibration.receivers]]") == 1
     (fitted,) = read_calibration(out).receivers  # the agent reads what it wrote
     assert fitted.id.startswith("rx-")
-    bad = subprocess.run(
-        [*base, "--device", "staff-ana", "--distances", "1,x", "--out", str(out)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert bad.returncode == 1 and "not a number" in bad.stderr
+    bad = run_cli(*base, "--device", "staff-ana", "--distances", "1,x", "--out", str(out), expect=1)
+    assert "not a number" in bad.stderr

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.cli import main
 from edge_agent.contract import EVENT_MODELS, TOPICS, PresencePayload, asyncapi, rfc3339
+from tests.support.cli import run_cli
 
 
 def test_schema_command_writes_the_contract(tmp_path: Path) -> None:
-    assert main(["schema", "--out", str(tmp_path)]) == 0
+    run_cli("schema", "--out", str(tmp_path))
     names = {p.name for p in tmp_path.iterdir()}
     assert "asyncapi.json" in names
     for model in {*EVENT_MODELS.values()}:

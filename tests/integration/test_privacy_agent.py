@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -14,10 +13,19 @@ from pathlib import Path
 
 from edge_agent.tools.mosquitto import LocalMosquitto, free_port
 from firmware_sim.store import StoreSim, load_scenario, simulate
-from tests.conftest import CONFIG_DIR
-from tests.mqtt_watch import Watcher
-from tests.test_faults import StderrTail, wait_for_health, wait_until
-from tests.test_integration import ROOT_TOPIC, check_messages, committed, run_agent, sim_config
+from tests.support.agent import (
+    ROOT_TOPIC,
+    StderrTail,
+    check_messages,
+    committed,
+    run_agent,
+    wait_for_health,
+    wait_until,
+)
+from tests.support.cli import run_cli, spawn_cli
+from tests.support.configs import sim_config
+from tests.support.mqtt_watch import Watcher
+from tests.support.paths import CONFIG_DIR
 
 MIDNIGHT = datetime(2026, 11, 24, tzinfo=UTC).timestamp()
 REGISTERED = "# Registered devices keep these ids."
@@ -140,25 +148,13 @@ def _outbox_rows(tmp_path: Path, device: str) -> list[tuple[int, float]]:
 
 
 def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge_agent", *args, "--config", str(cfg)]
-        if args[0] == "erase"
-        else [sys.executable, "-m", "edge_agent", args[0], "--config", str(cfg), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    if args[0] == "erase":
+        return run_cli(*args, "--config", str(cfg), timeout=60)
+    return run_cli(args[0], "--config", str(cfg), *args[1:], timeout=60)
 
 
 def _running_agent(cfg: Path) -> tuple[subprocess.Popen[str], StderrTail]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_cli("run", "--config", str(cfg))
     tail = StderrTail(proc)
     sock = cfg.parent / "state" / "control.sock"
     wait_until(sock.exists, 60, "control socket")

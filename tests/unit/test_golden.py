@@ -9,14 +9,14 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from edge_agent.config import load_config
 from edge_agent.tools.replay import replay
+from tests.support.cli import run_cli
+from tests.support.paths import DATA
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+GOLDEN = DATA / "golden"
 MIDNIGHT = 1772409600.0  # 2026-03-02T00:00:00Z, inside the recording
 
 
@@ -36,13 +36,7 @@ def test_replay_gives_the_golden_events_in_process(tmp_path: Path) -> None:
 def test_replay_across_a_key_rotation_is_identical_in_another_process(tmp_path: Path) -> None:
     rec = _recording(tmp_path)
     out = tmp_path / "events.jsonl"
-    cfg = str(GOLDEN / "agent.toml")
-    subprocess.run(
-        [sys.executable, "-m", "edge_agent", "replay", str(rec), "-c", cfg, "--events", str(out)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run_cli("replay", str(rec), "-c", str(GOLDEN / "agent.toml"), "--events", str(out))
     assert out.read_bytes() == (GOLDEN / "events.jsonl").read_bytes()
 
 

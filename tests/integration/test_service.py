@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.runtime.agent import sd_notify
-from tests.conftest import ROOT
+from edge_agent.runtime.notify import sd_notify
+from tests.support.paths import ROOT
 
 
 def _service() -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,11 +19,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 
 from edge_agent.tools.mosquitto import LocalMosquitto, free_port
-from tests.conftest import CONFIG_DIR
-from tests.mqtt_watch import Watcher
-from tests.pki import Issued, TestCA
-from tests.test_faults import StderrTail
-from tests.test_integration import ROOT_TOPIC, run_agent, sim_config, start_agent
+from tests.support.agent import ROOT_TOPIC, StderrTail, run_agent, start_agent
+from tests.support.cli import run_cli
+from tests.support.configs import sim_config
+from tests.support.mqtt_watch import Watcher
+from tests.support.paths import CONFIG_DIR
+from tests.support.pki import Issued, TestCA
 
 GATEWAY = "gw-demo-01"
 
@@ -238,12 +238,7 @@ def test_password_from_systemd_credential_never_shows(
         cfg = sim_config(tmp_path, broker, speed=0, duration=30.0, edits=edits)
         proc = run_agent(cfg, "--log-level", "DEBUG")
         got = observer.settle()
-        shown = subprocess.run(
-            [sys.executable, "-m", "edge_agent", "get-config", "--config", str(cfg)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        shown = run_cli("get-config", "--config", str(cfg))
     finally:
         observer.close()
         os.environ.pop("CREDENTIALS_DIRECTORY", None)

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_agent.config import load_config
-from edge_agent.models import Advert, ContextEvent, IBeaconFrame, PresenceBody
+from edge_agent.models import Advert, ContextEvent, IBeaconFrame
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.tick import Pipeline
@@ -28,7 +28,9 @@ from edge_agent.runtime.publisher import Publisher
 from edge_agent.tools.mosquitto import LocalMosquitto
 from firmware_sim.encoders import encode_ibeacon
 from firmware_sim.store import StoreSim, load_scenario
-from tests.conftest import CONFIG_DIR, MINIMAL
+from tests.support.configs import MINIMAL
+from tests.support.events import presence_event
+from tests.support.paths import CONFIG_DIR
 
 pytestmark = pytest.mark.bench
 
@@ -217,23 +219,15 @@ def test_bench_pure_pipeline_on_the_simulated_store() -> None:
 
 
 def _presence(n: int) -> ContextEvent:
-    return ContextEvent(
-        topic=f"presence/cart-{n % 500}",
-        type="update",
-        wall=1.7e9 + n * 0.01,
-        body=PresenceBody(
-            device=f"cart-{n % 500}",
-            device_class="cart",
-            zone="dairy",
-            band="near",
-            receiver="rx-dairy",
-            distance_m=2.4,
-            distance_range_m=None,
-            rssi=-67.5,
-            dwell_s=12.5,
-            confidence=0.82,
-        ),
-        priority=0,
+    return presence_event(
+        f"cart-{n % 500}",
+        1.7e9 + n * 0.01,
+        kind="update",
+        zone="dairy",
+        distance_m=2.4,
+        rssi=-67.5,
+        dwell_s=12.5,
+        confidence=0.82,
     )
 
 
@@ -387,7 +381,7 @@ def test_bench_agent_through_bleak_against_bare_bleak(tmp_path: Path) -> None:
     from edge_agent.runtime.sources import AdvertSink
     from edge_agent.runtime.sources.bleak import BleakSource
     from firmware_sim.dbus import PrivateBus
-    from tests.virtual_bluez import BluezProcess
+    from tests.support.virtual_bluez import BluezProcess
 
     cfg_text = MINIMAL.replace('id = "rx-a"', 'id = "hci0"').format(state=tmp_path / "state")
     (tmp_path / "agent.toml").write_text(cfg_text)

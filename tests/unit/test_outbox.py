@@ -8,28 +8,14 @@ from pathlib import Path
 import sqlite_utils
 
 from edge_agent.contract import PresencePayload
-from edge_agent.models import ContextEvent, PresenceBody
-from edge_agent.runtime.outbox import SCHEMA_VERSION, Outbox, OutboxLimits, _migrate_1
+from edge_agent.models import ContextEvent
+from edge_agent.runtime.outbox import Outbox
+from edge_agent.runtime.outbox_schema import SCHEMA_VERSION, OutboxLimits, _migrate_1
+from tests.support.events import presence_event
 
 
 def _event(n: int) -> ContextEvent:
-    return ContextEvent(
-        topic=f"presence/cart-{n}",
-        type="enter",
-        wall=1.7e9 + n,
-        body=PresenceBody(
-            device=f"cart-{n}",
-            device_class="cart",
-            zone="a",
-            band="near",
-            receiver="rx-a",
-            distance_m=2.0,
-            distance_range_m=None,
-            rssi=-65.0,
-            dwell_s=0.0,
-            confidence=0.5,
-        ),
-    )
+    return presence_event(f"cart-{n}", 1.7e9 + n)
 
 
 def test_seq_is_gapless_across_reopen(tmp_path: Path) -> None:

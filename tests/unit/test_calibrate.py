@@ -9,30 +9,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.cli import main
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.tools import evaluation as ev
+from tests.support.cli import run_cli
+from tests.support.paths import CONFIG_DIR, TRACKS
 
-TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
 RECEIVERS = TRACKS / "receivers.json"
 
 
 def test_calibrate_then_replay_a_held_out_track_with_it(tmp_path: Path) -> None:
     cal = tmp_path / "calibration.toml"
     fit_on = [str(TRACKS / f"{n}.csv") for n in ("straight_01", "rectangular_without_rotation")]
-    assert (
-        main(["calibrate", "--from", *fit_on, "--receivers", str(RECEIVERS), "--out", str(cal)])
-        == 0
-    )
+    run_cli("calibrate", "--from", *fit_on, "--receivers", str(RECEIVERS), "--out", str(cal))
     text = cal.read_text()
     assert text.count("[[calibration.receivers]]") == 12
 
     held_out = TRACKS / "zigzagging_without_rotation.csv"
     with_cal, without = tmp_path / "with.jsonl", tmp_path / "without.jsonl"
     base = ["replay", str(held_out), "--receivers", str(RECEIVERS)]
-    assert main([*base, "--calibration", str(cal), "--estimates", str(with_cal)]) == 0
-    assert main([*base, "--estimates", str(without)]) == 0
+    run_cli(*base, "--calibration", str(cal), "--estimates", str(with_cal))
+    run_cli(*base, "--estimates", str(without))
 
     cap = ev.load_capture(held_out)
     truth = ev.true_distances(cap, ev.load_positions(RECEIVERS))
@@ -78,7 +75,7 @@ def test_agent_toml_includes_a_calibration_file(tmp_path: Path, write_config: ob
 
 # ------------------------------------------------------------------------------- interactive
 
-CONFIG = Path(__file__).resolve().parents[1] / "config" / "agent.toml"
+CONFIG = CONFIG_DIR / "agent.toml"
 CART_UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
 
 
@@ -186,6 +183,6 @@ def test_interactive_calibration_of_a_device_never_heard_fails_clearly() -> None
 
 def test_calibrate_needs_either_captures_or_interactive(tmp_path: Path) -> None:
     out = str(tmp_path / "c.toml")
-    assert main(["calibrate", "--out", out]) == 2
-    assert main(["calibrate", "--interactive", "--out", out]) == 2
-    assert main(["calibrate", "--from", "x.csv", "--out", out]) == 2
+    run_cli("calibrate", "--out", out, expect=2)
+    run_cli("calibrate", "--interactive", "--out", out, expect=2)
+    run_cli("calibrate", "--from", "x.csv", "--out", out, expect=2)

@@ -11,121 +11,41 @@ import itertools
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from glob import glob
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from edge_agent.tools.mosquitto import LocalMosquitto
-from tests.mqtt_watch import Received, Watcher
-from tests.netfault import Proxy
-from tests.test_integration import (
+from tests.support.agent import (
     ROOT_TOPIC,
+    StderrTail,
+    assert_order_per_device,
     check_messages,
     committed,
+    delivered_upto,
+    duplicates,
+    event_seqs,
+    figure,
+    healths,
+    killed_at_exit,
+    rss_mb,
     run_agent,
-    sim_config,
     start_agent,
+    stop,
+    wait_for_health,
     wait_for_occupancy,
+    wait_until,
 )
+from tests.support.cli import spawn_cli
+from tests.support.configs import sim_config
+from tests.support.mqtt_watch import Watcher
+from tests.support.netfault import Proxy
 
 INFLIGHT = 100  # mqtt.inflight of the shipped config
-
-
-def figure(name: str, **values: object) -> None:
-    """One line of figures for the closing note."""
-    print(f"\nFIGURE {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-
-
-def event_seqs(messages: list[Received]) -> Counter[int]:
-    """How many times each event seq arrived (status and health left out)."""
-    seqs: Counter[int] = Counter()
-    for m in messages:
-        data = json.loads(m.payload)
-        if data["type"] not in ("status", "health"):
-            seqs[data["seq"]] += 1
-    return seqs
-
-
-def assert_order_per_device(messages: list[Received]) -> None:
-    """On every event topic (one device, one zone), first arrivals come in ``seq`` order."""
-    seen: set[int] = set()
-    last: dict[str, int] = {}
-    for m in messages:
-        data = json.loads(m.payload)
-        if data["type"] in ("status", "health") or m.retain or data["seq"] in seen:
-            continue
-        seen.add(data["seq"])
-        assert data["seq"] > last.get(m.topic, 0), (m.topic, last[m.topic], data["seq"])
-        last[m.topic] = data["seq"]
-
-
-def duplicates(seqs: Counter[int]) -> int:
-    return sum(n - 1 for n in seqs.values())
-
-
-def healths(messages: list[Received]) -> list[dict[str, Any]]:
-    decoded = (json.loads(m.payload) for m in messages)
-    return [p for p in decoded if p["type"] == "health"]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise AssertionError("no VmRSS")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until true; returns the monotonic time it became true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.05)
-    raise TimeoutError(f"{what}: not within {timeout} s")
-
-
-def wait_for_health(
-    watcher: Watcher, test: Callable[[dict[str, Any]], bool], timeout: float
-) -> None:
-    """Until a ``health`` message passes ``test``."""
-
-    def seen() -> bool:
-        return any(p["type"] == "health" and test(p) for p in watcher.payloads())
-
-    wait_until(seen, timeout, "a health message that passes the test")
-
-
-def delivered_upto(watcher: Watcher, seq: int) -> bool:
-    got = event_seqs(list(watcher.messages))
-    return all(s in got for s in range(1, seq + 1))
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    """SIGTERM, expect a clean exit; returns stderr."""
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err[-3000:]
-    return err
-
-
-@contextlib.contextmanager
-def killed_at_exit(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 # --------------------------------------------------------------------------- SIGKILL
@@ -329,24 +249,6 @@ def test_partition_is_noticed_within_1_5_keepalive_and_nothing_is_lost(
 # -------------------------------------------------------------------- disk full
 
 
-class StderrTail:
-    """Collects a process's stderr lines in a thread (so the pipe never fills)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        assert proc.stderr is not None
-        self._stream = proc.stderr
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        for line in self._stream:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
 def test_disk_full_holds_events_counts_drops_and_recovers(tmp_path: Path) -> None:
     """The state directory is a 6 MiB tmpfs in a private mount namespace (``unshare -rm``).
     With the broker down the backlog grows; the test fills the tmpfs to the last byte through
@@ -492,13 +394,7 @@ def test_wall_clock_steps_lose_and_merge_nothing(tmp_path: Path, mosquitto: Loca
     }
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        proc = spawn_cli("run", "--config", str(cfg), env=env)
         with killed_at_exit(proc):
             wait_for_occupancy(watcher, 6)
             for step in ("+1h", "-1h", "+0"):

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cli import main
 from edge_agent.config import load_config
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError
 from edge_agent.runtime.secrets import mqtt_password
-from tests.conftest import CONFIG_DIR, MINIMAL
+from tests.support.cli import run_cli
+from tests.support.configs import MINIMAL
+from tests.support.paths import CONFIG_DIR
 
 
 def test_example_config_is_valid() -> None:
@@ -213,39 +214,30 @@ def test_relative_paths_resolve_against_the_config_file(
     assert load_config(path).gateway.state_dir == path.parent / "state"
 
 
-def test_check_config_cli(
-    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["check-config", str(CONFIG_DIR / "agent.toml")]) == 0
-    assert "OK" in capsys.readouterr().out
+def test_check_config_cli(write_config: Callable[[str], Path]) -> None:
+    assert "OK" in run_cli("check-config", str(CONFIG_DIR / "agent.toml")).stdout
     bad = write_config(
         MINIMAL.replace('id = "gw-test"', 'id = "GW"') + "\n[mqtt]\nkeepalive_s = 1\n"
     )
-    assert main(["check-config", str(bad)]) == 2
-    err = capsys.readouterr().err
+    err = run_cli("check-config", str(bad), expect=2).stderr
     assert err.startswith(f"2 error(s) in {bad}:\n")
     assert f"  {bad}:24: mqtt.keepalive_s = 1: must be at least 5" in err
 
 
 def test_run_with_bad_config_exits_2_before_touching_anything(
-    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+    write_config: Callable[[str], Path],
 ) -> None:
     bad = write_config(MINIMAL + '\n[source]\nkind = "bleak"\nadapters = ["wlan0"]\n')
-    assert main(["run", "--config", str(bad)]) == 2
-    assert "source.adapters[0] = 'wlan0': must be a BlueZ adapter name like 'hci0'" in (
-        capsys.readouterr().err
-    )
+    err = run_cli("run", "--config", str(bad), expect=2).stderr
+    assert "source.adapters[0] = 'wlan0': must be a BlueZ adapter name like 'hci0'" in err
     assert not (bad.parent / "state").exists()
     assert "EDGE_TEST_UNSET_VARIABLE" not in os.environ
 
 
-def test_bad_radio_settings_are_named(
-    write_config: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_radio_settings_are_named(write_config: Callable[[str], Path]) -> None:
     bad = write_config(
         MINIMAL + '\n[source]\nkind = "bleak"\nadapter_policy = "round-robin"\nwatchdog_s = 0.5\n'
     )
-    assert main(["check-config", str(bad)]) == 2
-    err = capsys.readouterr().err
+    err = run_cli("check-config", str(bad), expect=2).stderr
     assert "source.adapter_policy = 'round-robin': must be one of 'all' or 'failover'" in err
     assert "source.watchdog_s = 0.5: must be at least 1" in err

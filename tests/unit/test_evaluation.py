@@ -4,14 +4,13 @@ scored track, and the metric of DESIGN §5."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_agent.tools import evaluation as ev
-
-TRACKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ble-rssi-tracks"
+from tests.support.cli import run_cli
+from tests.support.paths import TRACKS
 
 
 def _one(values: list[float], dt: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,12 +73,9 @@ def test_leave_one_out_scores_every_filter_on_every_track() -> None:
     assert ev.pooled(scores, "ARMA") < ev.pooled(scores, "raw")
 
 
-def test_eval_command_prints_every_filter(capsys: pytest.CaptureFixture[str]) -> None:
-    from edge_agent.cli import main
-
+def test_eval_command_prints_every_filter() -> None:
     tracks = [str(TRACKS / f"{n}.csv") for n in ("straight_01", "zigzagging_without_rotation")]
-    assert main(["eval", *tracks, "--receivers", str(TRACKS / "receivers.json")]) == 0
-    out = capsys.readouterr().out
+    out = run_cli("eval", *tracks, "--receivers", str(TRACKS / "receivers.json")).stdout
     lines = out.splitlines()[2:]
     verdict = [line for line in lines if line.startswith(("pass:", "FAIL:"))]
     rows = {line.split("  ")[0].strip(): line for line in lines if line not in verdict}
@@ -87,14 +83,14 @@ def test_eval_command_prints_every_filter(capsys: pytest.CaptureFixture[str]) ->
     assert len(verdict) == 2 and "target ≤ 1.5 m" in verdict[0]
     assert "better than every baseline" in verdict[1]
     assert all(len(line.split()) >= 3 for line in rows.values())
-    assert main(["eval", tracks[0], "--receivers", str(TRACKS / "nope.json")]) == 1
-    assert "nope.json" in capsys.readouterr().err
+    bad = run_cli("eval", tracks[0], "--receivers", str(TRACKS / "nope.json"), expect=1)
+    assert "nope.json" in bad.stderr
 
 
 def test_store_scoring_has_an_oracle_and_every_filter() -> None:
     from edge_agent.config import load_config
     from firmware_sim import scoring
-    from tests.conftest import CONFIG_DIR
+    from tests.support.paths import CONFIG_DIR
 
     cfg = load_config(CONFIG_DIR / "agent.toml")
     run = scoring.run_store(CONFIG_DIR / "store-demo.toml", 90.0)

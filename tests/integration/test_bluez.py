@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,13 +16,13 @@ import pytest
 from edge_agent.contract import model_for
 from edge_agent.tools.mosquitto import LocalMosquitto
 from firmware_sim.dbus import PrivateBus
-from tests.mqtt_watch import Watcher
-from tests.test_faults import StderrTail, stop, wait_until
-from tests.test_integration import ROOT_TOPIC, sim_config
-from tests.virtual_bluez import BluezProcess, bleak_edits, control
+from tests.support.agent import ROOT_TOPIC, StderrTail, stop, wait_until
+from tests.support.cli import run_cli, spawn_cli
+from tests.support.configs import sim_config
+from tests.support.mqtt_watch import Watcher
+from tests.support.virtual_bluez import BluezProcess, bleak_edits, control
 
 RESUME_LIMIT_S = 30.0
-AGENT = (sys.executable, "-m", "edge_agent")
 
 
 @pytest.fixture
@@ -50,13 +48,7 @@ class Run:
         self.bluez = BluezProcess(bus, adapters, *bluez_args).start()
         cfg = sim_config(tmp_path, broker, speed=1.0, duration=None, edits=bleak_edits(**edits))
         self.watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#")
-        self.agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--config", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=bus.environ(),
-        )
+        self.agent = spawn_cli("run", "--config", str(cfg), env=bus.environ())
         self.stderr = StderrTail(self.agent)
 
     def health(self) -> dict[str, Any] | None:
@@ -257,25 +249,22 @@ def test_scan_and_record_through_bleak(tmp_path: Path, bus: PrivateBus) -> None:
         cfg = sim_config(
             tmp_path, "mqtt://127.0.0.1:1", speed=1.0, duration=None, edits=bleak_edits()
         )
-        scan = subprocess.run(
-            [*AGENT, "scan", "--config", str(cfg), "--json", "--duration", "4"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=bus.environ(),
+        scan = run_cli(
+            "scan", "--config", str(cfg), "--json", "--duration", "4", timeout=60, env=bus.environ()
         )
-        assert scan.returncode == 0, scan.stderr[-3000:]
         rows = json.loads(scan.stdout.splitlines()[-1])
         assert len(rows) > 5 and {r["receiver"] for r in rows} == {"hci0", "hci1"}
         rec = tmp_path / "rec.jsonl"
-        record = subprocess.run(
-            [*AGENT, "record", str(rec), "--config", str(cfg), "--count", "200"],
-            capture_output=True,
-            text=True,
+        run_cli(
+            "record",
+            str(rec),
+            "--config",
+            str(cfg),
+            "--count",
+            "200",
             timeout=60,
             env=bus.environ(),
         )
-        assert record.returncode == 0, record.stderr[-3000:]
         lines = [json.loads(line) for line in rec.read_text().splitlines()]
         assert len(lines) == 200 and {x["receiver"] for x in lines} == {"hci0", "hci1"}
         assert any(x["mfr"] or x["svc"] for x in lines)
@@ -309,14 +298,9 @@ def test_record_without_bluez_waits_and_ends_on_its_duration(
     cfg = sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=1.0, duration=None, edits=bleak_edits())
     rec = tmp_path / "rec.jsonl"
     started = time.monotonic()
-    proc = subprocess.run(
-        [*AGENT, "record", str(rec), "--config", str(cfg), "--duration", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=bus.environ(),
+    proc = run_cli(
+        "record", str(rec), "--config", str(cfg), "--duration", "2", timeout=60, env=bus.environ()
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert time.monotonic() - started < 20
     assert "recorded 0 adverts" in proc.stdout
     assert "waiting for hci0 (BlueZ is not running)" in proc.stderr

@@ -13,7 +13,8 @@ from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import band_for
 from edge_agent.pipeline.tick import Pipeline
 from firmware_sim.encoders import encode_bthome, encode_ibeacon
-from tests.conftest import MINIMAL
+from tests.support.configs import MINIMAL
+from tests.support.ticks import run_ticks
 
 UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
 CART = encode_ibeacon(IBeaconFrame(UUID, 1, 7, -59))
@@ -61,15 +62,7 @@ def _cart(t: float, rx: str, rssi: int) -> Advert:
 def _run(
     p: Pipeline, adverts: Iterable[Advert], until: float, tick: float = 0.1
 ) -> list[ContextEvent]:
-    pending = sorted(adverts, key=lambda a: a.t)
-    out: list[ContextEvent] = []
-    now = 0.0
-    while now < until:
-        now = round(now + tick, 6)
-        batch = [a for a in pending if a.t < now]
-        pending = pending[len(batch) :]
-        out += p.process(batch, now, 1.7e9 + now)
-    return out
+    return run_ticks(p, adverts, until, tick=tick)
 
 
 def test_enter_update_exit_with_dwell(write_config: Callable[[str], Path]) -> None:

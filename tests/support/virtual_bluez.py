@@ -16,7 +16,7 @@ from dbus_fast.aio import MessageBus
 from edge_agent.tools.mosquitto import terminate
 from firmware_sim.bluez import CONTROL_INTERFACE, CONTROL_PATH
 from firmware_sim.dbus import PrivateBus
-from tests.conftest import CONFIG_DIR
+from tests.support.paths import CONFIG_DIR
 
 READY_TIMEOUT_S = 30.0
 

@@ -9,25 +9,22 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.models import body_fields
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime.sources import AdvertSink
 from edge_agent.runtime.sources.replay import ReplaySource, read_adverts
-from tests.conftest import CONFIG_DIR, record_store
+from tests.support.configs import record_store
+from tests.support.paths import CONFIG_DIR, TRACKS
+from tests.support.ticks import run_ticks
 
 
 def _events(path: Path) -> list[tuple[str, str, str]]:
     cfg = load_config(CONFIG_DIR / "agent.toml")
     pipeline = Pipeline(cfg, identity=Identity(cfg, key=b"k" * 32))
-    out = []
-    batch = []
-    tick_end = 0.1
-    for advert in read_adverts(path):
-        while advert.t >= tick_end:
-            out += pipeline.process(batch, tick_end, 1.7e9 + tick_end)
-            batch, tick_end = [], round(tick_end + 0.1, 6)
-        batch.append(advert)
-    return [(e.topic, e.type, json.dumps(e.body, sort_keys=True)) for e in out]
+    adverts = list(read_adverts(path))
+    out = run_ticks(pipeline, adverts, adverts[-1].t)
+    return [(e.topic, e.type, json.dumps(body_fields(e.body), sort_keys=True)) for e in out]
 
 
 def test_record_then_replay_twice_gives_identical_events(tmp_path: Path) -> None:
@@ -58,7 +55,7 @@ def test_replay_source_feeds_everything_then_ends(tmp_path: Path) -> None:
 
 
 def test_capture_csv_replays() -> None:
-    track = CONFIG_DIR.parent.parent / "shared" / "data" / "ble-rssi-tracks" / "straight_01.csv"
+    track = TRACKS / "straight_01.csv"
     if not track.exists():
         pytest.skip("../shared/data is not beside this checkout")
     adverts = list(read_adverts(track))

@@ -19,7 +19,8 @@ from edge_agent.pipeline.identity import AddressClass, Identity, address_class, 
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime.consent import add_consent, load_consents, revoke_consent
 from firmware_sim.encoders import encode_ibeacon
-from tests.conftest import MINIMAL
+from tests.support.configs import MINIMAL
+from tests.support.ticks import run_ticks
 
 UUID = "11111111-2222-3333-4444-555555555555"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -35,15 +36,7 @@ def _wall(text: str, tz: ZoneInfo = BERLIN) -> float:
 
 def _run(p: Pipeline, adverts: list[Advert], start: float, seconds: float) -> list[ContextEvent]:
     """Ticks of 0.1 s from ``start`` (wall) for ``seconds``; adverts carry wall == t."""
-    out: list[ContextEvent] = []
-    pending = sorted(adverts, key=lambda a: a.t)
-    now = start
-    while now < start + seconds:
-        now = round(now + 0.1, 6)
-        batch = [a for a in pending if a.t < now]
-        pending = pending[len(batch) :]
-        out.extend(p.process(batch, now, now))
-    return out
+    return run_ticks(p, adverts, start + seconds, start=start, wall_offset=0.0)
 
 
 def _adv(address: str, t: float, kind: str = "random", rssi: int = -60, **kw: object) -> Advert:

@@ -1,0 +1,1 @@
+"""Bench tests (see tests/support for what they share)."""

@@ -1,0 +1,1 @@
+"""Faults tests (see tests/support for what they share)."""

@@ -1,0 +1,99 @@
+"""The real agent process, the simulated store, a real mosquitto: nothing committed is lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from edge_agent.tools.mosquitto import LocalMosquitto
+from tests.support.agent import ROOT_TOPIC, agent_under_way, check_messages, committed, run_agent
+from tests.support.configs import sim_config
+from tests.support.mqtt_watch import Watcher
+
+
+def test_ten_simulated_minutes_reach_the_broker_without_gaps(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    cfg = sim_config(tmp_path, mosquitto, speed=0, duration=600.0)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    try:
+        run_agent(cfg)
+        messages = watcher.settle()
+    finally:
+        watcher.close()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0
+    assert last_seq > 1000
+    types = check_messages(messages, last_seq)
+    expected = (
+        "enter",
+        "update",
+        "exit",
+        "occupancy",
+        "reading",
+        "beacon_health",
+        "status",
+        "health",
+    )
+    for kind in expected:
+        assert types[kind] > 0, (kind, types)
+    status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
+    assert status == ["online", "offline"]  # a clean stop: no last will on top
+    truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    assert {t["t"] for t in truth} == set(map(float, range(600)))  # every second of the run
+    assert {"cart-1", "staff-ana"} <= {t["device"] for t in truth}
+
+
+def test_sigterm_commits_and_delivers_then_says_offline(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    with agent_under_way(tmp_path, mosquitto, occupancy=6) as (_, watcher, proc):
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err[-3000:]
+        messages = watcher.settle()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0 and last_seq > 0
+    check_messages(messages, last_seq)
+    status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
+    assert status == ["online", "offline"]  # a clean stop: no last will on top
+    assert "stopped" in err
+
+
+def test_events_wait_in_the_outbox_until_a_broker_is_there(tmp_path: Path) -> None:
+    """No broker during the run: everything stays committed; the next start delivers it."""
+    broker = LocalMosquitto()  # not started yet: its port is closed
+    cfg = sim_config(tmp_path, broker, speed=0, duration=60.0)
+    run_agent(cfg, "--drain-timeout", "1")
+    last_seq, depth = committed(tmp_path)
+    assert depth == last_seq > 0
+    cfg.write_text(cfg.read_text().replace("duration_s = 60.0", "duration_s = 0.5"))
+    with broker:
+        watcher = Watcher(broker.host, broker.port, f"{ROOT_TOPIC}/#")
+        try:
+            run_agent(cfg)
+            messages = watcher.settle()
+        finally:
+            watcher.close()
+    new_last, depth = committed(tmp_path)
+    assert depth == 0
+    check_messages(messages, new_last)
+
+
+def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    with agent_under_way(tmp_path, mosquitto, occupancy=12) as (cfg, watcher, proc):
+        proc.kill()  # SIGKILL: no clean shutdown, so the broker sends the last will
+        proc.communicate(timeout=10)
+        first = watcher.settle()
+        statuses = [json.loads(m.payload)["state"] for m in first if m.topic.endswith("/status")]
+        assert statuses == ["online", "offline"]
+        # The next start sends whatever was committed and not yet acknowledged.
+        cfg.write_text(cfg.read_text().replace("speed = 20.0", "speed = 0\nduration_s = 0.5"))
+        run_agent(cfg)
+        messages = watcher.settle()
+    last_seq, depth = committed(tmp_path)
+    assert depth == 0
+    check_messages(messages, last_seq)

@@ -1,0 +1,1 @@
+"""Unit tests (see tests/support for what they share)."""

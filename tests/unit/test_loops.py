@@ -1,0 +1,129 @@
+"""The one tick loop (``Ticker``) and the one way to consume a source (``SourceFeed``)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from edge_agent.contract import AdapterHealth
+from edge_agent.errors import SourceError
+from edge_agent.models import Advert
+from edge_agent.pipeline.tick import Ticker
+from edge_agent.runtime.sources import AdvertSink, SourceFeed
+from edge_agent.runtime.sources.replay import ReplaySource
+from tests.support.configs import record_store
+
+
+def _ticks(
+    times: list[float], until: float | None = None, **kw: float
+) -> list[tuple[list[float], float]]:
+    got: list[tuple[list[float], float]] = []
+    ticker: Ticker[float] = Ticker(
+        kw.pop("tick", 1.0), lambda batch, end: got.append((batch, end)), **kw
+    )  # type: ignore[arg-type]
+    for t in times:
+        ticker.add(t, t)
+    if until is not None:
+        ticker.close(until)
+    return got
+
+
+def test_items_go_to_the_tick_that_ends_after_them() -> None:
+    got = _ticks([0.0, 0.5, 1.0, 1.2, 3.5], until=4.0)
+    assert got == [([0.0, 0.5], 1.0), ([1.0, 1.2], 2.0), ([], 3.0), ([3.5], 4.0)]
+
+
+def test_ticks_start_at_the_first_item_unless_a_start_is_given() -> None:
+    assert _ticks([10.3], until=11.3)[0][1] == pytest.approx(11.3)
+    assert [end for _, end in _ticks([0.25], until=2.0, start=0.0)] == [1.0, 2.0]
+
+
+def test_a_silence_longer_than_the_catch_up_runs_one_tick_then_realigns() -> None:
+    every = _ticks([0.0, 500.5], tick=1.0)
+    assert len(every) == 500  # without a bound, every empty tick in between runs
+    bounded = _ticks([0.0, 500.5], tick=1.0, max_catch_up=10)
+    assert [end for _, end in bounded] == [1.0, 500.0]
+    assert bounded[0][0] == [0.0]
+
+
+def test_flush_runs_what_is_left_at_the_end() -> None:
+    got: list[tuple[list[float], float]] = []
+    ticker: Ticker[float] = Ticker(1.0, lambda batch, end: got.append((batch, end)))
+    for t in (0.0, 0.4, 2.2):
+        ticker.add(t, t)
+    ticker.flush(2.6)
+    assert got == [([0.0, 0.4], 1.0), ([], 2.0), ([2.2], 2.6)]
+    got.clear()
+    ticker.add(5.0, 5.0)
+    ticker.flush(math.inf)  # no usable end time: the last item's
+    assert got[-1] == ([5.0], 5.0)
+
+
+class _Failing:
+    """A radio that breaks after one advert."""
+
+    name = "failing"
+
+    def now(self) -> float:
+        return 0.0
+
+    def wall_at(self, t: float) -> float:
+        return t
+
+    def adapter_health(self) -> list[AdapterHealth]:
+        return []
+
+    async def run(self, sink: AdvertSink) -> None:
+        await sink.put(Advert("C4:00:00:00:00:01", -60, 0.0, 0.0, "rx"))
+        await asyncio.sleep(0.05)
+        raise SourceError("failing", "the adapter is gone")
+
+
+def test_a_feed_hands_out_everything_then_ends(tmp_path: Path) -> None:
+    rec = tmp_path / "rec.jsonl"
+    record_store(rec, 5)
+    n = len(rec.read_text().splitlines())
+
+    async def consume() -> tuple[int, bool]:
+        got = 0
+        async with SourceFeed(ReplaySource(rec), 100) as feed:
+            async for batch in feed.batches(0.5):
+                got += len(batch)
+        return got, feed.ended
+
+    assert asyncio.run(consume()) == (n, True)
+
+
+def test_a_feed_ends_on_sigterm_with_what_was_queued(tmp_path: Path) -> None:
+    rec = tmp_path / "rec.jsonl"
+    record_store(rec, 30)
+
+    async def consume() -> tuple[int, bool, bool]:
+        got = 0
+        async with SourceFeed(ReplaySource(rec, speed=5.0), 10_000) as feed:
+            async for batch in feed.batches(0.1):
+                got += len(batch)
+                if got and not feed.stopped:
+                    os.kill(os.getpid(), signal.SIGTERM)
+        return got, feed.stopped, feed.ended
+
+    got, stopped, ended = asyncio.run(consume())
+    assert stopped and not ended and got > 0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers removed again
+
+
+def test_a_failing_source_ends_the_feed_with_its_error() -> None:
+    async def consume() -> int:
+        got = 0
+        async with SourceFeed(_Failing(), 10, signals=False) as feed:
+            async for batch in feed.batches(1.0):
+                got += len(batch)
+        return got
+
+    with pytest.raises(SourceError, match="the adapter is gone"):
+        asyncio.run(consume())
