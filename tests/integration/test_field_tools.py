@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
 from pathlib import Path
@@ -137,8 +138,10 @@ def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> N
     assert {r["band"] for r in rows} <= {"immediate", "near", "far", "gone"}
     assert any(r["summary"].startswith("iBeacon") for r in rows)
     assert any("temperature" in r["summary"] for r in rows)
-    distances = [r["distance_m"] for r in rows]
+    # nearest first; a device no receiver heard lately (in JSON: null) has no distance: last
+    distances = [math.inf if r["distance_m"] is None else r["distance_m"] for r in rows]
     assert distances == sorted(distances)
+    assert all(r["band"] == "gone" for r in rows if r["distance_m"] is None)
     shown = run_cli(
         "scan", "--config", str(cfg), "--json", "--duration", "1", "--show-addresses"
     ).stdout
