@@ -165,7 +165,8 @@ def test_consent_and_revoke_in_the_running_agent(tmp_path: Path) -> None:
     """A store sensor (public address, unregistered: pseudonymous) is consented under a stable
     id while the agent runs, then revoked: its buffered events go with it."""
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    cfg = _day_config(tmp_path, dead, 100_000.0, time.time())
+    # a pinned midday start: no key rotation can fall inside the test, whenever it runs
+    cfg = _day_config(tmp_path, dead, 100_000.0, 1_772_442_000.0)  # 2026-03-02 09:00 UTC
     cfg.write_text(cfg.read_text().replace("speed = 0", "speed = 5"))
     proc, tail = _running_agent(cfg)
     try:
