@@ -12,16 +12,16 @@ from pathlib import Path
 
 from edge_agent import topics
 from edge_agent.config import AgentConfig
-from edge_agent.models import Advert, Consent, ContextEvent
+from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control
-from edge_agent.runtime.consent import load_consents
-from edge_agent.runtime.health import PrivacyCounters, Reporter
+from edge_agent.runtime.health import Reporter
 from edge_agent.runtime.notify import sd_notify
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
+from edge_agent.runtime.privacy import Rights
 from edge_agent.runtime.publisher import Publisher
 from edge_agent.runtime.sources import AdvertSource, SourceFeed, source_error
 
@@ -49,8 +49,7 @@ class Agent:
         self.cfg = cfg
         self.source = source
         self.feed = SourceFeed(source, cfg.source.queue_size)
-        self.consents: list[Consent] = load_consents(cfg.consent_path)
-        self.pipeline = Pipeline(cfg, Identity(cfg, consents=self.consents, day_keys=day_keys))
+        self.pipeline = Pipeline(cfg, Identity(cfg, day_keys=day_keys))
         self.outbox = Outbox(
             cfg.outbox_path,
             cfg.gateway.id,
@@ -60,7 +59,7 @@ class Agent:
         )
         self.reporter = Reporter(cfg.gateway.id, config_file)
         self.publisher = Publisher(cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox))
-        self.privacy = PrivacyCounters(consents=len(self.consents))
+        self.rights = Rights(cfg.consent_path, self.pipeline, self.outbox, self.publisher)
         self._ticker: Ticker[Advert] = Ticker(
             cfg.pipeline.tick_s, self._run_tick, max_catch_up=MAX_EMPTY_TICKS
         )
@@ -73,50 +72,15 @@ class Agent:
         """Ask the agent to stop: commit what it has, flush briefly, say offline."""
         self.feed.stop()
 
-    # ---------------------------------------------------------------- privacy
-
-    def erase(self, device: str) -> dict[str, int | bool]:
-        """Remove everything buffered and tracked for ``device`` (a wire id, an address or a
-        beacon id), and clear its retained beacon health at the broker. Returns the counts."""
-        ids = self.pipeline.identity.ids_for(device)
-        removed = self.outbox.erase([t for d in ids for t in topics.device_topics(d)])
-        tracked = self.pipeline.erase(ids)
-        cleared = all(
-            self.publisher.publish_control(topics.beacon_health(d), b"", qos=1, retain=True)
-            for d in ids
-        )
-        self.privacy.erasures += 1
-        self.publisher.wake()
-        _LOGGER.info(
-            "erase: %s buffered event(s) removed, %s tracked device(s) forgotten", removed, tracked
-        )
-        return {
-            "events_removed": removed,
-            "devices_forgotten": tracked,
-            "retained_cleared": cleared,
-        }
-
-    def reload_consents(self) -> dict[str, int | bool]:
-        """Re-read the consent list; devices whose consent was revoked are erased."""
-        new = load_consents(self.cfg.consent_path)
-        kept = {c.id for c in new}
-        revoked = [c for c in self.consents if c.id not in kept]
-        self.consents = new
-        self.privacy.consents = len(new)
-        self.pipeline.identity.set_consents(new)
-        removed = 0
-        for c in revoked:
-            removed += int(self.erase(c.id)["events_removed"])
-        _LOGGER.info("consent list reloaded: %s device(s), %s revoked", len(new), len(revoked))
-        return {"consents": len(new), "revoked": len(revoked), "events_removed": removed}
+    # ---------------------------------------------------------------- control
 
     def control(self, request: dict[str, object]) -> dict[str, object]:
         """One command from the control socket (the MQTT command channel will call the same)."""
         op = request.get("op")
         if op == "reload_consents":
-            return {"ok": True, **self.reload_consents()}
+            return {"ok": True, **self.rights.reload_consents()}
         if op == "erase" and isinstance(request.get("device"), str):
-            return {"ok": True, **self.erase(str(request["device"]))}
+            return {"ok": True, **self.rights.erase(str(request["device"]))}
         if op == "ping":
             return {"ok": True, "gateway": self.cfg.gateway.id}
         return {"ok": False, "error": f"unknown request {op!r}"}
@@ -180,7 +144,7 @@ class Agent:
                 self.publisher,
                 self.source,
                 self.feed.sink,
-                self.privacy,
+                self.rights.counters,
             )
             self.publisher.publish_control(
                 topics.HEALTH, payload.model_dump_json().encode(), qos=0, retain=False
