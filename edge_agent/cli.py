@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from typing import IO, Any
 from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig, ProximityConfig
 from edge_agent.config.checks import load_checked
-from edge_agent.errors import ConfigError, ControlError, EdgeAgentError
+from edge_agent.errors import ConfigError, ControlError, EdgeAgentError, report_lines
 from edge_agent.models import DeviceClass
 
 EXIT_OK = 0
@@ -49,8 +50,8 @@ def _command(name: str) -> Callable[[Command], Command]:
                 return fn(args)
             except ConfigError as err:
                 print(f"{len(err.issues)} error(s) in {err.source}:", file=sys.stderr)
-                for issue in err.issues:
-                    print(f"  {issue.render(err.source)}", file=sys.stderr)
+                for line in report_lines(err.source, err.issues):
+                    print(f"  {line}", file=sys.stderr)
                 return EXIT_CONFIG
             except UsageError as err:
                 print(f"edge-agent {name}: {err}", file=sys.stderr)
@@ -398,6 +399,38 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _number(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number above ``minimum`` (or equal, ``inclusive``), so that a
+    bad flag is reported as that flag, before anything runs."""
+    words = f"{'at least' if inclusive else 'above'} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {words}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a number {words}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+POSITIVE = _number(0.0, inclusive=False)
+NON_NEGATIVE = _number(0.0, inclusive=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs test)."""
     parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
@@ -409,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=LOG_LEVELS)
     p.add_argument(
         "--drain-timeout",
-        type=float,
+        type=NON_NEGATIVE,
         default=30.0,
         help="seconds to wait for the outbox to drain when a finite source ends",
     )
@@ -424,11 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", help="store scenario (default: the config's source.scenario)")
     p.add_argument(
         "--duration",
-        type=float,
+        type=POSITIVE,
         default=None,
         help="stop after this many real seconds (default: until Ctrl-C)",
     )
-    p.add_argument("--speed", type=float, default=5.0, help="simulated seconds per real second")
+    p.add_argument(
+        "--speed", type=NON_NEGATIVE, default=5.0, help="simulated seconds per real second"
+    )
     p.add_argument("--broker", help="use this broker URL instead of starting a local mosquitto")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_demo)
@@ -461,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
     p.add_argument("--json", action="store_true", help="one JSON array of devices per refresh")
     p.add_argument("--sort", choices=["distance", "rssi", "id", "last"], default="distance")
-    p.add_argument("--interval", type=float, default=1.0, help="refresh every N seconds")
-    p.add_argument("--duration", type=float, help="stop after N seconds (default: Ctrl-C)")
-    p.add_argument("--limit", type=int, default=40, help="rows shown (table only)")
+    p.add_argument("--interval", type=POSITIVE, default=1.0, help="refresh every N seconds")
+    p.add_argument("--duration", type=POSITIVE, help="stop after N seconds (default: Ctrl-C)")
+    p.add_argument("--limit", type=_count, default=40, help="rows shown (table only)")
     p.add_argument(
         "--show-addresses",
         action="store_true",
@@ -475,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="write advertisements to a JSONL recording")
     p.add_argument("file")
     p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.add_argument("--duration", type=float, help="stop after N seconds of source time")
-    p.add_argument("--count", type=int, help="stop after N adverts")
+    p.add_argument("--duration", type=POSITIVE, help="stop after N seconds of source time")
+    p.add_argument("--count", type=_count, help="stop after N adverts")
     p.add_argument(
         "--raw-addresses",
         action="store_true",
@@ -488,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="feed a recording or capture CSV through the pipeline")
     p.add_argument("file", help="recording (.jsonl) or capture (.csv)")
     p.add_argument("--config", "-c", help="agent config (default: built-in, no zones)")
-    p.add_argument("--speed", type=float, default=0.0, help="0 = as fast as possible")
+    p.add_argument("--speed", type=NON_NEGATIVE, default=0.0, help="0 = as fast as possible")
     p.add_argument("--estimates", help="write per-sample and fused estimates (JSONL)")
     p.add_argument("--events", help="write the context events (JSONL)")
     p.add_argument("--receivers", help="receiver positions (JSON) for fused x, y")
@@ -501,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="*", help="capture CSVs with truth columns")
     p.add_argument("--receivers", help="receiver positions (JSON), for captures")
     p.add_argument("--store", help="instead: score on this simulated store scenario")
-    p.add_argument("--duration", type=float, default=600.0, help="simulated seconds (--store)")
+    p.add_argument("--duration", type=POSITIVE, default=600.0, help="simulated seconds (--store)")
     p.add_argument("--seed", type=int, help="scenario seed (--store)")
     p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
     p.set_defaults(func=cmd_eval)
@@ -516,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", help="the beacon held (its id as scan shows it), --interactive")
     p.add_argument("--distances", default="1,2,4,8", help="metres, in order (default 1,2,4,8)")
-    p.add_argument("--seconds", type=float, default=20.0, help="recorded per distance")
+    p.add_argument("--seconds", type=POSITIVE, default=20.0, help="recorded per distance")
     p.add_argument("--receiver", help="receiver held against (default: loudest at the first)")
     p.add_argument("--out", required=True, help="calibration TOML to write")
     p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent.ids import looks_secret
+
 
 class EdgeAgentError(Exception):
     """Root of every error this package raises on purpose."""
@@ -25,12 +27,43 @@ class ConfigIssue:
     """False when the key is missing altogether, so there is no value to show."""
 
     def render(self, source: str) -> str:
-        """Format as ``FILE:LINE: key = value: reason`` (parts left out when unknown)."""
+        """Format as ``FILE:LINE: key = value: reason`` (parts left out when unknown). The
+        value of a key whose name looks secret is never shown, and a long one is cut."""
         where = f"{source}:{self.line}" if self.line else source
         if not self.path:
             return f"{where}: {self.message}"
-        shown = f" = {self.value!r}" if self.has_value else ""
+        shown = ""
+        if self.has_value:
+            shown = " = (hidden: the key looks secret)" if looks_secret(self.path) else ""
+            shown = shown or f" = {_cut(repr(_hide_secrets(self.value)))}"
         return f"{where}: {self.path}{shown}: {self.message}"
+
+
+MAX_SHOWN = 120
+"""Characters of a value shown in an error."""
+MAX_ISSUES = 50
+"""Issues listed in one report; the rest are counted."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:100]}… ({len(text)} characters)"
+
+
+def _hide_secrets(value: object) -> object:
+    """A table's entries whose keys look secret, hidden."""
+    if isinstance(value, dict):
+        return {
+            k: "(hidden)" if looks_secret(str(k)) else _hide_secrets(v) for k, v in value.items()
+        }
+    return value
+
+
+def report_lines(source: str, issues: list[ConfigIssue]) -> list[str]:
+    """Every issue rendered, at most ``MAX_ISSUES`` of them, then how many more there are."""
+    out = [issue.render(source) for issue in issues[:MAX_ISSUES]]
+    if len(issues) > MAX_ISSUES:
+        out.append(f"… and {len(issues) - MAX_ISSUES} more")
+    return out
 
 
 class ConfigError(EdgeAgentError):
@@ -39,7 +72,7 @@ class ConfigError(EdgeAgentError):
     def __init__(self, source: str, issues: list[ConfigIssue]) -> None:
         self.source = source
         self.issues = issues
-        super().__init__("\n".join(issue.render(source) for issue in issues))
+        super().__init__("\n".join(report_lines(source, issues)))
 
 
 class OutboxError(EdgeAgentError):

@@ -52,3 +52,22 @@ def normalise_match(value: str) -> str:
         f"{value!r} is neither a Bluetooth address (AA:BB:CC:DD:EE:FF) nor a beacon id "
         "(ibeacon:<uuid>:<major>:<minor>, altbeacon:<40 hex>, eddystone:<ns>:<instance>)"
     )
+
+
+_REFERENCE = frozenset({"file", "env", "credential", "path", "dir", "name"})
+"""A key ending in one of these names where a secret is kept, not the secret itself."""
+_SECRET = frozenset({"key", "psk", "bindkey", "apikey", "pin", "pwd"})
+_SECRET_PREFIXES = ("pass", "pasw", "secret", "token", "private", "credentials")
+
+
+def looks_secret(key: str) -> bool:
+    """True when a configuration key's name says its value may be a secret (``password``,
+    ``bind_key``, ``token`` …): its value is then never shown, in an error or a log. A key
+    that only names where a secret is (``password_file``, ``key_credential``) is not one."""
+    for part in key.replace("-", "_").lower().split("."):
+        words = [w for w in re.split(r"[^a-z0-9]+|_", part) if w]
+        if not words or words[-1] in _REFERENCE:
+            continue
+        if any(w in _SECRET or w.startswith(_SECRET_PREFIXES) for w in words):
+            return True
+    return False

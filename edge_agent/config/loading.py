@@ -18,19 +18,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from edge_agent import inputs
 from edge_agent.config.sections import AgentConfig, CalibrationConfig
 from edge_agent.errors import ConfigError, ConfigIssue
 from edge_agent.ids import PATTERN_MESSAGES
+from edge_agent.inputs import InputError
 
 
 def read_text(path: Path) -> str:
-    """A configuration file's text; ``ConfigError`` when it cannot be read."""
+    """A configuration file's text (bounded, UTF-8); ``ConfigError`` when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(
-            str(path), [ConfigIssue("", f"cannot read file: {err.strerror}")]
-        ) from err
+        return inputs.read_text(path)
+    except InputError as err:
+        raise ConfigError(str(path), [ConfigIssue("", err.reason)]) from None
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
@@ -88,8 +88,8 @@ def validate(
         raise ConfigError(source, [issue]) from err
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
-    _include_calibration(data, source, base_dir)
     lines = _locate_keys(text)
+    _include_calibration(data, source, base_dir, lines)
     try:
         cfg = AgentConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as err:
@@ -101,10 +101,7 @@ def validate(
 def read_calibration(path: Path) -> CalibrationConfig:
     """A calibration TOML as ``edge-agent calibrate`` writes it (``ConfigError`` naming the
     file, line and key when it is wrong)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(str(path), [ConfigIssue("", f"cannot read: {err.strerror}")]) from err
+    text = read_text(path)
     try:
         parsed = CalibrationConfig.model_validate(tomllib.loads(text).get("calibration", {}))
     except tomllib.TOMLDecodeError as err:
@@ -121,7 +118,12 @@ def read_calibration(path: Path) -> CalibrationConfig:
     return parsed
 
 
-def _include_calibration(data: dict[str, Any], source: str, base_dir: Path | None) -> None:
+def _include_calibration(
+    data: dict[str, Any],
+    source: str,
+    base_dir: Path | None,
+    lines: Mapping[tuple[str | int, ...], int],
+) -> None:
     """Put the receivers of ``calibration.file`` before the inline ones (validated on their own,
     so that errors point into that file)."""
     section = data.get("calibration")
@@ -131,7 +133,7 @@ def _include_calibration(data: dict[str, Any], source: str, base_dir: Path | Non
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     if not path.is_file():
-        issue = ConfigIssue("calibration.file", f"{path}: file not found")
+        issue = issue_at(("calibration", "file"), section["file"], f"{path}: file not found", lines)
         raise ConfigError(source, [issue])
     parsed = read_calibration(path)
     inline = section.get("receivers", [])

@@ -17,22 +17,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_agent import inputs
 from edge_agent.errors import ConsentError
 from edge_agent.ids import SEGMENT_PATTERN, normalise_match
+from edge_agent.inputs import InputError
 from edge_agent.models import Consent, DeviceClass
 
 FORMAT_VERSION = 1
+MAX_CONSENT_BYTES = 16 << 20
+"""The consent list holds at most 16 MiB (about 100 000 consents)."""
 _ID = re.compile(SEGMENT_PATTERN)
 
 
 def load_consents(path: Path) -> list[Consent]:
     """The consents in ``path``; an absent file is an empty list."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return []
-    except OSError as err:
-        raise ConsentError(str(path), f"cannot read: {err.strerror}") from err
+    try:
+        text = inputs.read_text(path, MAX_CONSENT_BYTES)
+    except InputError as err:
+        raise ConsentError(str(path), err.reason) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge_agent.config.checks import load_checked
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError, PublishError
 from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
 from edge_agent.tools.mosquitto import LocalMosquitto
@@ -41,7 +41,10 @@ class Subscriber:
         )
         self._client.on_connect = lambda c, *_: c.subscribe(f"{root}/#", qos=1)
         self._client.on_message = self._on_message
-        self._client.connect(host, int(port or 1883), 30)
+        try:
+            self._client.connect(host, int(port or 1883), 30)
+        except (OSError, ValueError) as err:
+            raise PublishError(url, f"cannot connect: {err}") from None
         self._client.loop_start()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:

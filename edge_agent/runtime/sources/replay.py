@@ -9,8 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from edge_agent import inputs
 from edge_agent.contract import AdapterHealth
 from edge_agent.errors import SourceError
+from edge_agent.inputs import InputError
 from edge_agent.models import Advert
 from edge_agent.runtime.sources import AdvertSink
 
@@ -55,32 +57,73 @@ def advert_from_json(line: str) -> Advert:
 
 def read_adverts(path: Path) -> Iterator[Advert]:
     """Adverts of a recording (``.jsonl``) or a capture CSV (``.csv``), in file order."""
+    source = f"replay:{path}"
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open("rb")
     except OSError as err:
-        raise SourceError(f"replay:{path}", err.strerror or str(err)) from err
+        raise SourceError(source, err.strerror or str(err)) from err
     with handle:
-        if path.suffix.lower() == ".csv":
-            for lineno, row in enumerate(csv.DictReader(handle), 2):
+        numbered = inputs.lines(handle)
+        try:
+            if path.suffix.lower() == ".csv":
+                yield from _csv_adverts(numbered, source)
+                return
+            for lineno, line in numbered:
+                if not line.strip():
+                    continue
                 try:
-                    t = float(row["t"])
-                    yield Advert(
-                        address=row["address"],
-                        rssi=round(float(row["rssi"])),
-                        t=t,
-                        wall=t,
-                        receiver=row["receiver"],
-                    )
-                except (KeyError, TypeError, ValueError) as err:
-                    raise SourceError(f"replay:{path}", f"line {lineno}: {err}") from err
-            return
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield advert_from_json(line)
-            except (KeyError, TypeError, ValueError) as err:
-                raise SourceError(f"replay:{path}", f"line {lineno}: {err}") from err
+                    yield advert_from_json(line)
+                except BAD_LINE as err:
+                    raise SourceError(source, f"line {lineno}: {_why(err)}") from None
+        except InputError as err:
+            raise SourceError(source, err.reason) from None
+        except OSError as err:
+            raise SourceError(source, err.strerror or str(err)) from err
+
+
+BAD_LINE = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+    csv.Error,
+)
+"""What a line that is not an advert raises while it is parsed."""
+
+
+def _why(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+    return text[:200]
+
+
+CSV_COLUMNS = ("t", "receiver", "address", "rssi")
+"""The columns a capture must have (DESIGN §4)."""
+
+
+def _csv_adverts(numbered: Iterator[tuple[int, str]], source: str) -> Iterator[Advert]:
+    """A capture CSV: ``t,receiver,address,rssi[,…]`` with a header line."""
+    reader = csv.DictReader(line for _, line in numbered)
+    try:
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise SourceError(
+                source,
+                f"line 1: the header has no column {', '.join(missing)} (a capture "
+                f"starts with {','.join(CSV_COLUMNS)})",
+            )
+        for row in reader:
+            t = float(row["t"])
+            yield Advert(
+                address=str(row["address"]),
+                rssi=round(float(row["rssi"])),
+                t=t,
+                wall=t,
+                receiver=str(row["receiver"]),
+            )
+    except BAD_LINE as err:
+        raise SourceError(source, f"line {reader.line_num}: {_why(err)}") from None
 
 
 class ReplaySource:
