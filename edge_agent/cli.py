@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig, ProximityConfig
-from edge_agent.config.checks import load_checked
+from edge_agent.config.checks import load_checked, unchecked_secrets
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError, report_lines
 from edge_agent.models import DeviceClass
 
@@ -107,12 +107,14 @@ def _erase_offline(cfg: AgentConfig, device: str) -> int:
 @_command("check-config")
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file; exit 0 when valid, 2 otherwise."""
-    cfg = load_checked(args.file)
+    cfg = load_checked(args.file, secrets=True, credentials=False)
     print(
         f"{args.file}: OK — gateway {cfg.gateway.id}, source {cfg.source.kind}, "
         f"{len(cfg.zones)} zone(s), {len(cfg.receivers)} receiver(s), "
         f"{len(cfg.devices)} device(s), topics under {cfg.topic_root}/"
     )
+    for note in unchecked_secrets(cfg):
+        print(f"  note: {note}")
     return EXIT_OK
 
 
@@ -176,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.runtime.agent import Agent
     from edge_agent.tools.sources import make_source
 
-    cfg = load_checked(args.config)
+    cfg = load_checked(args.config, secrets=True)
     _setup_logging(args.log_level or cfg.log_level)
     agent = Agent(
         cfg, make_source(cfg), config_file=Path(args.config), drain_timeout_s=args.drain_timeout
@@ -261,7 +263,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     receivers = Path(args.receivers) if args.receivers else None
     with contextlib.ExitStack() as stack:
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-agent-")))
-        cfg = replay_config(args.config, state)
+        cfg = replay_config(args.config, state, publish=args.publish)
         if args.calibration:
             cfg = cfg.model_copy(update={"calibration": read_calibration(Path(args.calibration))})
         _setup_logging(args.log_level)

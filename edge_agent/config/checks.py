@@ -1,7 +1,10 @@
 """The step after validation: do the files and variables the configuration names exist?
 
-``check-config`` and ``run`` take it (``load_checked``); library code that only needs the
-settings (the pipeline, the tools) does not, so it neither reads files nor the environment.
+Commands take it (``load_checked``); library code that only needs the settings (the pipeline)
+does not, so it neither reads files nor the environment. Only the commands that connect to the
+broker (``run``, ``replay --publish``) need the broker's secrets: the others (``consent``,
+``erase``, ``scan`` …) work from a shell on the production config, where a systemd credential
+is not there; ``check-config`` says what it could not check and how to.
 """
 
 from __future__ import annotations
@@ -18,19 +21,51 @@ from edge_agent.runtime.consent import load_consents
 from edge_agent.runtime.secrets import credential_path
 
 
-def load_checked(path: str | Path, overrides: Mapping[str, Any] | None = None) -> AgentConfig:
+def load_checked(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    secrets: bool = False,
+    credentials: bool = True,
+) -> AgentConfig:
     """``load_config`` and then ``environment_issues``: every problem of either in one
-    ``ConfigError``."""
+    ``ConfigError``. With ``secrets`` (commands that connect to the broker), the broker's
+    password and TLS files must be there too; without ``credentials``, a systemd credential
+    outside systemd is left for ``unchecked_secrets`` to mention."""
     path = Path(path)
     checked = validate(read_text(path), source=str(path), base_dir=path.parent, overrides=overrides)
-    issues = checked.issues + list(environment_issues(checked))
+    issues = checked.issues + list(
+        environment_issues(checked, secrets=secrets, credentials=credentials)
+    )
     if issues:
         raise ConfigError(str(path), issues)
     return checked.config
 
 
-def environment_issues(checked: Validated) -> Iterable[ConfigIssue]:
-    """Files that must exist or be readable, variables that must be set, the consent list."""
+def unchecked_secrets(cfg: AgentConfig) -> list[str]:
+    """What ``check-config`` cannot check from here: systemd credentials outside systemd, with
+    the command that checks them as the service will see them."""
+    names = [
+        (key, name)
+        for key, name in (
+            ("mqtt.password_credential", cfg.mqtt.password_credential),
+            ("mqtt.tls.key_credential", cfg.mqtt.tls.key_credential),
+        )
+        if name is not None and credential_path(name) is None
+    ]
+    return [
+        f"{key} = {name!r}: not checked here ($CREDENTIALS_DIRECTORY is not set: systemd sets "
+        f"it for the service). To check it as the service will: systemd-run --pipe --wait "
+        f"-p LoadCredential={name}:/etc/edge-agent/{name} edge-agent check-config FILE"
+        for key, name in names
+    ]
+
+
+def environment_issues(
+    checked: Validated, *, secrets: bool = True, credentials: bool = True
+) -> Iterable[ConfigIssue]:
+    """Files that must exist or be readable, variables that must be set, the consent list; the
+    broker's secrets only with ``secrets`` (systemd credentials only with ``credentials``)."""
     cfg, lines = checked.config, checked.lines
 
     def issue(loc: tuple[str | int, ...], value: object, message: str) -> ConfigIssue:
@@ -40,6 +75,12 @@ def environment_issues(checked: Validated) -> Iterable[ConfigIssue]:
     for key, file in (("scenario", src.scenario), ("path", src.path)):
         if file is not None and not file.is_file():
             yield issue(("source", key), str(file), "file not found")
+    try:
+        load_consents(cfg.consent_path)
+    except ConsentError as err:
+        yield issue(("privacy", "consent_file"), str(cfg.consent_path), err.reason)
+    if not secrets:
+        return
     m = cfg.mqtt
     if m.password_file is not None and not os.access(m.password_file, os.R_OK):
         yield issue(("mqtt", "password_file"), str(m.password_file), "file cannot be read")
@@ -47,20 +88,18 @@ def environment_issues(checked: Validated) -> Iterable[ConfigIssue]:
         yield issue(("mqtt", "password_env"), m.password_env, "environment variable is not set")
     if m.password_credential is not None:
         cred = credential_path(m.password_credential)
-        if cred is None:
+        if cred is None and credentials:
             yield issue(
                 ("mqtt", "password_credential"),
                 m.password_credential,
                 "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
-                f"LoadCredential={m.password_credential}:<file>, or use password_file",
+                f"LoadCredential={m.password_credential}:<file> (from a shell: systemd-run "
+                f"--pipe --wait -p LoadCredential={m.password_credential}:<file> edge-agent …), "
+                "or use password_file",
             )
-        elif not os.access(cred, os.R_OK):
+        elif cred is not None and not os.access(cred, os.R_OK):
             yield issue(("mqtt", "password_credential"), m.password_credential, "cannot be read")
     for key in ("ca_file", "cert_file", "key_file"):
         file = getattr(m.tls, key)
         if file is not None and not os.access(file, os.R_OK):
             yield issue(("mqtt", "tls", key), str(file), "file cannot be read")
-    try:
-        load_consents(cfg.consent_path)
-    except ConsentError as err:
-        yield issue(("privacy", "consent_file"), str(cfg.consent_path), err.reason)

@@ -213,7 +213,7 @@ def run_demo(
         if seed is not None:
             overrides["source.seed"] = seed
         try:
-            cfg = load_checked(config, overrides)
+            cfg = load_checked(config, overrides, secrets=broker_url is not None)
         except ConfigError as err:
             console.print(str(err), markup=False)
             return 2

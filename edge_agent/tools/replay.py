@@ -38,10 +38,11 @@ state_dir = "{state}"
 """
 
 
-def replay_config(path: str | None, state_dir: Path) -> AgentConfig:
-    """The config to replay with: ``path``, or defaults (no zones) when none is given."""
+def replay_config(path: str | None, state_dir: Path, *, publish: bool = False) -> AgentConfig:
+    """The config to replay with: ``path``, or defaults (no zones) when none is given; its
+    broker's secrets are needed only to ``publish``."""
     if path is not None:
-        return load_checked(path)
+        return load_checked(path, secrets=publish)
     return parse_config(REPLAY_DEFAULTS.format(state=state_dir), source="<replay defaults>")
 
 

@@ -32,7 +32,7 @@ def test_example_config_has_no_inline_secret() -> None:
 def _errors(write: Callable[[str], Path], text: str) -> list[str]:
     path = write(text)
     with pytest.raises(ConfigError) as info:
-        load_checked(path)
+        load_checked(path, secrets=True)
     return [issue.render("agent.toml") for issue in info.value.issues]
 
 
@@ -136,8 +136,9 @@ BAD_CASES = [
         MINIMAL + '\n[mqtt]\nusername = "gw"\npassword_credential = "mqtt-password"\n',
         [
             "agent.toml:25: mqtt.password_credential = 'mqtt-password': $CREDENTIALS_DIRECTORY "
-            "is not set: run under systemd with LoadCredential=mqtt-password:<file>, or use "
-            "password_file"
+            "is not set: run under systemd with LoadCredential=mqtt-password:<file> (from a "
+            "shell: systemd-run --pipe --wait -p LoadCredential=mqtt-password:<file> "
+            "edge-agent …), or use password_file"
         ],
     ),
     (  # 20: mutual TLS half configured
@@ -241,3 +242,29 @@ def test_bad_radio_settings_are_named(write_config: Callable[[str], Path]) -> No
     err = run_cli("check-config", str(bad), expect=2).stderr
     assert "source.adapter_policy = 'round-robin': must be one of 'all' or 'failover'" in err
     assert "source.watchdog_s = 0.5: must be at least 1" in err
+
+
+def test_a_credential_outside_systemd_stops_only_what_connects_to_the_broker(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's recommended production config (the password as a systemd credential),
+    used from a shell: consent, erasure and the field tools work; check-config says what it
+    could not check and how to; only ``run`` needs the secret, and says how to give it."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    scenario = CONFIG_DIR / "store-demo.toml"
+    cfg = write_config(
+        MINIMAL
+        + f'\n[source]\nkind = "sim"\nscenario = "{scenario}"\nspeed = 0.0\n'
+        + '\n[mqtt]\nusername = "gw"\npassword_credential = "mqtt-password"\n'
+    )
+    out = run_cli("check-config", str(cfg)).stdout
+    assert "OK" in out and "note: mqtt.password_credential = 'mqtt-password': not checked" in out
+    assert "systemd-run --pipe --wait -p LoadCredential=mqtt-password:" in out
+    run_cli("get-config", "--config", str(cfg))
+    run_cli("consent", "--config", str(cfg), "add", "4A:11:22:33:44:55", "--id", "app-1")
+    assert "app-1" in run_cli("consent", "--config", str(cfg), "list").stdout
+    run_cli("erase", "app-1", "--config", str(cfg))
+    run_cli("record", str(cfg.parent / "rec.jsonl"), "--config", str(cfg), "--count", "20")
+    run_cli("replay", str(cfg.parent / "rec.jsonl"), "--config", str(cfg))
+    err = run_cli("run", "--config", str(cfg), expect=2).stderr
+    assert "mqtt.password_credential" in err and "systemd-run --pipe --wait" in err
