@@ -82,11 +82,14 @@ class OccupancyPayload(Envelope):
     )
     k: int = Field(1, ge=1, description="The k-anonymity threshold in force (1: off).")
     total: int | None = Field(
-        ge=0, description="Devices in the zone; null when from 1 to k-1 (fewer than k)."
+        ge=0,
+        description="Devices in the zone; null when from 1 to k-1 (fewer than k), and when a "
+        "class is withheld (total minus the counts would give it away).",
     )
     mean_dwell_s: float | None = Field(
-        description="Mean time in the zone of those present; null when nobody is, or fewer "
-        "than k are."
+        description="Mean time in the zone of those present; null when the total is, and when "
+        "from 1 to k-1 devices changed since the last mean published (differencing the two "
+        "would give their dwell away)."
     )
     window_s: float = Field(gt=0, description="Reporting interval.")
 

@@ -42,6 +42,9 @@ class PresenceEngine:
         self._k = cfg.privacy.k_anonymity
         self.states: dict[str, DeviceState] = {}
         self._next_occupancy: float | None = None
+        self._mean_over: dict[str, frozenset[str]] = {}
+        self._unlinked = 0
+        """Per zone: the devices the last published mean dwell was taken over."""
 
     def in_zone(self, zone: str) -> list[DeviceState]:
         """Devices currently in ``zone``."""
@@ -126,10 +129,20 @@ class PresenceEngine:
         st = self.states.pop(device, None)
         if st is not None and st.zone is not None:
             self._emit(out, "exit", st, st.zone, now, wall)
+        self._unlink(device)
 
     def drop(self, device: str) -> None:
         """Forget a device that is in no zone."""
         self.states.pop(device, None)
+        self._unlink(device)
+
+    def _unlink(self, device: str) -> None:
+        """A forgotten device's id leaves the sets the dwell means were taken over; a
+        placeholder keeps its place, so that its going still counts as a change."""
+        for zone, ids in self._mean_over.items():
+            if device in ids:
+                self._unlinked += 1
+                self._mean_over[zone] = (ids - {device}) | {f"\x00forgotten-{self._unlinked}"}
 
     def _emit(
         self,
@@ -189,10 +202,12 @@ class PresenceEngine:
         self._next_occupancy = max(self._next_occupancy + interval, now)
         counts: dict[str, Counter[str]] = {z: Counter() for z in self._zones}
         dwell: dict[str, list[float]] = {z: [] for z in self._zones}
+        members: dict[str, set[str]] = {z: set() for z in self._zones}
         for st in self.states.values():
             if st.zone is not None and st.zone in counts:
                 counts[st.zone][st.ref.kind.value] += 1
                 dwell[st.zone].append(now - st.entered_at)
+                members[st.zone].add(st.ref.id)
         k = self._k
         for zone in self._zones:
             d = dwell[zone]
@@ -200,7 +215,16 @@ class PresenceEngine:
             # k-anonymity: a count from 1 to k-1 could single a person out; say "fewer than k".
             exact = {c.value: n for c in DeviceClass if not 0 < (n := counts[zone][c.value]) < k}
             hidden = tuple(c.value for c in DeviceClass if 0 < counts[zone][c.value] < k)
-            small = 0 < total < k
+            # Across classes: a total beside a withheld class gives it away by subtraction.
+            shown = total if not hidden and not 0 < total < k else None
+            # Across intervals: a mean over devices that differ from those of the last mean
+            # published by 1 to k-1 gives their dwell away by differencing the two means.
+            last = self._mean_over.get(zone)
+            changed = len(members[zone] ^ last) if last is not None else 0
+            mean = None
+            if d and shown is not None and not 0 < changed < k:
+                mean = round(sum(d) / len(d), 1)
+                self._mean_over[zone] = frozenset(members[zone])
             out.append(
                 ContextEvent(
                     topic=topics.occupancy(zone),
@@ -211,8 +235,8 @@ class PresenceEngine:
                         counts=exact,
                         fewer_than_k=hidden,
                         k=k,
-                        total=None if small else total,
-                        mean_dwell_s=round(sum(d) / len(d), 1) if d and not small else None,
+                        total=shown,
+                        mean_dwell_s=mean,
                         window_s=interval,
                     ),
                     retain=True,
