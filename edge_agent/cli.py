@@ -22,10 +22,11 @@ from typing import IO, Any
 
 from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig, ProximityConfig
-from edge_agent.config.checks import load_checked, unchecked_secrets
+from edge_agent.config.checks import check, load_checked, unchecked_secrets
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError, report_lines
 from edge_agent.models import DeviceClass
 
+_LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -107,7 +108,10 @@ def _erase_offline(cfg: AgentConfig, device: str) -> int:
 @_command("check-config")
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file; exit 0 when valid, 2 otherwise."""
-    cfg = load_checked(args.file, secrets=True, credentials=False)
+    checked = check(args.file, secrets=True, credentials=False)
+    cfg = checked.config
+    for warning in checked.warnings:
+        print(f"warning: {warning.render(args.file)}", file=sys.stderr)
     print(
         f"{args.file}: OK — gateway {cfg.gateway.id}, source {cfg.source.kind}, "
         f"{len(cfg.zones)} zone(s), {len(cfg.receivers)} receiver(s), "
@@ -178,10 +182,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.runtime.agent import Agent
     from edge_agent.tools.sources import make_source
 
-    cfg = load_checked(args.config, secrets=True)
+    checked = check(args.config, secrets=True)
+    cfg = checked.config
     _setup_logging(args.log_level or cfg.log_level)
+    warnings = [w.render(args.config) for w in checked.warnings]
+    for warning in warnings:
+        _LOGGER.warning("%s", warning)
     agent = Agent(
-        cfg, make_source(cfg), config_file=Path(args.config), drain_timeout_s=args.drain_timeout
+        cfg,
+        make_source(cfg),
+        config_file=Path(args.config),
+        drain_timeout_s=args.drain_timeout,
+        warnings=warnings,
     )
     return asyncio.run(agent.run())
 

@@ -112,6 +112,9 @@ class ReadingPayload(Envelope):
     format: Literal["bthome", "ruuvi"]
     measurements: dict[str, MeasurementValue]
     rssi: float | None
+    zone: str | None = Field(
+        None, description="The zone a fixed sensor stands in. Added in v1 (additive)."
+    )
 
 
 class BeaconHealthPayload(Envelope):
@@ -125,6 +128,9 @@ class BeaconHealthPayload(Envelope):
     observed_interval_s: float | None = Field(description="Mean time between its adverts.")
     missing: bool = Field(description="Not heard for a whole reporting interval.")
     last_seen_s_ago: float = Field(ge=0)
+    zone: str | None = Field(
+        None, description="The zone a fixed beacon stands in. Added in v1 (additive)."
+    )
 
 
 class OutboxIncident(BaseModel):
@@ -241,6 +247,12 @@ class HealthPayload(Envelope):
     )
     cpu_s: float
     rss_mb: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What works but is likely not meant: the configuration's warnings, and "
+        "receivers heard that have no zone (their adverts give no presence). Added in v1 "
+        "(additive).",
+    )
 
 
 EVENT_MODELS: dict[str, type[Envelope]] = {

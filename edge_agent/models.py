@@ -361,6 +361,8 @@ class ReadingBody:
     """Name → value and unit."""
     rssi: float | None
     """RSSI of the advert it came in, dBm."""
+    zone: str | None = None
+    """The zone a fixed sensor stands in (``[[devices]] zone``), else ``None``."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -381,6 +383,8 @@ class BeaconHealthBody:
     """Not heard for a whole reporting interval."""
     last_seen_s_ago: float
     """Seconds since it was last heard."""
+    zone: str | None = None
+    """The zone a fixed beacon stands in (``[[devices]] zone``), else ``None``."""
 
 
 EventBody = PresenceBody | OccupancyBody | ReadingBody | BeaconHealthBody

@@ -32,6 +32,17 @@ def load_checked(
     ``ConfigError``. With ``secrets`` (commands that connect to the broker), the broker's
     password and TLS files must be there too; without ``credentials``, a systemd credential
     outside systemd is left for ``unchecked_secrets`` to mention."""
+    return check(path, overrides, secrets=secrets, credentials=credentials).config
+
+
+def check(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    secrets: bool = False,
+    credentials: bool = True,
+) -> Validated:
+    """``load_checked``, keeping the warnings (``Validated.warnings``) for the caller to show."""
     path = Path(path)
     checked = validate(read_text(path), source=str(path), base_dir=path.parent, overrides=overrides)
     issues = checked.issues + list(
@@ -39,7 +50,7 @@ def load_checked(
     )
     if issues:
         raise ConfigError(str(path), issues)
-    return checked.config
+    return checked
 
 
 def unchecked_secrets(cfg: AgentConfig) -> list[str]:

@@ -12,7 +12,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class Validated:
     """Problems between keys (a receiver's zone that does not exist …); empty when none."""
     lines: Mapping[tuple[str | int, ...], int]
     """Key path → the line it stands on, for issues found later."""
+    warnings: list[ConfigIssue] = field(default_factory=list)
+    """What works but is likely not meant (an adapter whose adverts get no zone …)."""
 
 
 def validate(
@@ -95,7 +97,7 @@ def validate(
     except ValidationError as err:
         issues = [_issue_from_error(e, lines) for e in err.errors(include_url=False)]
         raise ConfigError(source, issues) from err
-    return Validated(cfg, list(_cross_checks(cfg, lines)), lines)
+    return Validated(cfg, list(_cross_checks(cfg, lines)), lines, list(_cross_warnings(cfg, lines)))
 
 
 def read_calibration(path: Path) -> CalibrationConfig:
@@ -341,11 +343,24 @@ def _cross_checks(
     for i, dev in enumerate(cfg.devices):
         if (dev.address is None) == (dev.beacon is None):
             yield issue(("devices", i), dev.id, "needs exactly one of 'address' or 'beacon'")
+        if dev.zone is not None and dev.zone not in zone_ids:
+            known = ", ".join(sorted(zone_ids)) or "none defined"
+            yield issue(("devices", i, "zone"), dev.zone, f"no such zone (zones: {known})")
+        if dev.zone is not None and dev.presence:
+            yield issue(("devices", i, "presence"), True, "a device fixed in a zone has none")
     p = cfg.proximity
     if not p.immediate_m < p.near_m < p.far_m:
         yield issue(
             ("proximity", "near_m"), p.near_m, "bands must grow: immediate_m < near_m < far_m"
         )
+    for i, zone in enumerate(cfg.zones):
+        if zone.radius_m > p.far_m:
+            yield issue(
+                ("zones", i, "radius_m"),
+                zone.radius_m,
+                f"is beyond proximity.far_m = {p.far_m:g}: a device inside the zone would be "
+                "'gone'; lower the radius or raise far_m",
+            )
     src = cfg.source
     if src.kind == "sim" and src.scenario is None:
         yield issue(("source", "scenario"), None, "required when source.kind = 'sim'")
@@ -369,3 +384,33 @@ def _cross_checks(
         )
     if not m.uses_tls and (tls.ca_file or tls.cert_file or has_key):
         yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")
+
+
+def radio_receivers(cfg: AgentConfig) -> list[str]:
+    """The receiver ids this gateway's radio reports adverts under (``bleak`` only): every
+    adapter with the ``all`` policy, the first with ``failover``."""
+    src = cfg.source
+    if src.kind != "bleak":
+        return []
+    return list(src.adapters) if src.adapter_policy == "all" else [src.adapters[0]]
+
+
+def _cross_warnings(
+    cfg: AgentConfig, lines: Mapping[tuple[str | int, ...], int]
+) -> Iterable[ConfigIssue]:
+    """What works but is likely not meant: adapters without a zone, when zones are defined (a
+    gateway of sensors only has none)."""
+    zoned = {r.id for r in cfg.receivers}
+    names = radio_receivers(cfg)
+    unzoned = [n for n in names if n not in zoned]
+    if not cfg.zones or not unzoned:
+        return
+    if len(unzoned) == len(names):
+        message = (
+            f"no [[receivers]] entry is named {' or '.join(map(repr, names))}: nothing this "
+            "gateway hears gets a zone, so it publishes no presence and every zone looks "
+            f'empty; add [[receivers]] id = "{names[0]}" with the zone it covers'
+        )
+    else:
+        message = f"{', '.join(unzoned)} has no [[receivers]] entry: its adverts get no zone"
+    yield issue_at(("source", "adapters"), cfg.source.adapters, message, lines)

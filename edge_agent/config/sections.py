@@ -430,6 +430,19 @@ class DeviceConfig(_Section):
     """Match by beacon id."""
     tx_power_1m_dbm: int | None = Field(None, ge=-110, le=10)
     """Override the RSSI at 1 m for this device."""
+    zone: Segment | None = None
+    """Fixed in this zone (a fridge, a door contact): it gets no presence events, and its
+    readings and beacon health say the zone."""
+    presence: bool | None = None
+    """Publish its presence (zone enter, update, exit)? Default: yes, except for sensors and
+    fixed devices."""
+
+    @property
+    def tracks_presence(self) -> bool:
+        """Whether the zone machine follows it."""
+        if self.presence is not None:
+            return self.presence
+        return self.kind is not DeviceClass.SENSOR and self.zone is None
 
 
 class FleetConfig(_Section):

@@ -113,6 +113,10 @@ class DeviceRef:
     """Configured RSSI at 1 m, overriding what the frame says."""
     publish: bool = True
     """False for ``count_only`` devices: tracked for occupancy counts, never published alone."""
+    presence: bool = True
+    """False for sensors and fixed devices: the zone machine does not follow them."""
+    zone: str | None = None
+    """The zone a fixed device stands in (its readings say it)."""
 
 
 @dataclass(slots=True)
@@ -176,10 +180,12 @@ class Identity:
         by_address: dict[str, DeviceRef] = {}
         by_beacon: dict[str, DeviceRef] = {}
         for c in consents:
-            ref = DeviceRef(c.id, c.kind, True, None)
+            ref = DeviceRef(c.id, c.kind, True, None, presence=c.kind is not DeviceClass.SENSOR)
             (by_address if c.is_address else by_beacon)[c.match] = ref
         for d in self._devices:  # the configuration wins over the consent list
-            ref = DeviceRef(d.id, d.kind, True, d.tx_power_1m_dbm)
+            ref = DeviceRef(
+                d.id, d.kind, True, d.tx_power_1m_dbm, presence=d.tracks_presence, zone=d.zone
+            )
             if d.address:
                 by_address[d.address.upper()] = ref
             if d.beacon:
@@ -295,9 +301,11 @@ class Identity:
         policy = self._policy[address_class(advert.address, advert.address_type)]
         if policy is Policy.IGNORE:
             return None
+        presence = kind is not DeviceClass.SENSOR
         if policy is Policy.TRACK and natural is not None:
-            return DeviceRef(natural, kind, False, None)
-        return DeviceRef(self.pseudonym(hashed), kind, False, None, policy is not Policy.COUNT_ONLY)
+            return DeviceRef(natural, kind, False, None, presence=presence)
+        publish = policy is not Policy.COUNT_ONLY
+        return DeviceRef(self.pseudonym(hashed), kind, False, None, publish, presence)
 
     def _beacon(
         self, frame: IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame, advert: Advert
@@ -314,7 +322,9 @@ class Identity:
             wire = fleet.id_format.format(
                 kind=fleet.kind.value, major=frame.major, minor=frame.minor
             )
-            ref = DeviceRef(wire, fleet.kind, True, None)
+            ref = DeviceRef(
+                wire, fleet.kind, True, None, presence=fleet.kind is not DeviceClass.SENSOR
+            )
         if ref is None:
             ref = self._unregistered(
                 advert, DeviceClass.BEACON, beacon_wire_id(beacon_id), beacon_id

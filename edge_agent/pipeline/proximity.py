@@ -136,6 +136,8 @@ class DeviceTable:
         self._slot_key: list[tuple[str, str] | None] = []
         self._device_slots: dict[str, list[int]] = {}
         self._free: list[int] = []
+        self.receivers_heard: set[str] = set()
+        """Every receiver a slot was ever made for."""
         self._arrays: dict[str, np.ndarray] = {}
         self._alloc(capacity)
         self._pending: tuple[list[int], list[float], list[float], list[float]] = ([], [], [], [])
@@ -222,6 +224,7 @@ class DeviceTable:
         a["filter"][s] = index
         self._slot_of[key] = s
         self._device_slots.setdefault(device, []).append(s)
+        self.receivers_heard.add(receiver)
         return s
 
     def add(self, ref: DeviceRef, advert: Advert, tx_power_1m: int | None) -> int:

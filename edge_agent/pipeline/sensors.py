@@ -142,6 +142,7 @@ class SensorTracker:
                     format=frame.kind.value,
                     measurements={k: MeasurementValue(v, u) for k, (v, u) in values.items()},
                     rssi=round(rssi, 1),
+                    zone=ref.zone,
                 ),
                 priority=Priority.ALARM
                 if trigger_based or _has_state(values)
@@ -191,6 +192,7 @@ class SensorTracker:
                         else None,
                         missing=gone,
                         last_seen_s_ago=round(max(silent, 0.0), 1),
+                        zone=b.ref.zone,
                     ),
                     retain=True,
                     priority=Priority.HEALTH,

@@ -176,7 +176,8 @@ class Pipeline:
             i = table.add(ref, adv, stated_tx(ref, frames))
             if log is not None and ref.publish:
                 logged.append((i, adv, ref.id))
-            touched[ref.id] = None
+            if ref.presence:  # sensors and fixed devices are heard, not located
+                touched[ref.id] = None
         self.stats.adverts += len(adverts)
         per_sample = table.flush(per_sample=log is not None)
         if log is not None and per_sample is not None:
@@ -237,6 +238,10 @@ class Pipeline:
             self._drop(device)
         self.identity.forget(devices)
         return found
+
+    def unzoned_receivers(self) -> list[str]:
+        """Receivers heard that have no zone: their adverts give no presence."""
+        return sorted(self.table.receivers_heard - self.presence.zoned_receivers)
 
     @property
     def devices_tracked(self) -> int:

@@ -27,6 +27,10 @@ class DeviceState:
     last: Estimate | None = None
     anchor: str | None = None
     """Receiver the current zone was decided on (receiver hysteresis keeps it)."""
+    in_zone: Estimate | None = None
+    """The last estimate that placed the device in its zone (an ``exit`` reports it)."""
+    in_zone_band: str = "gone"
+    """The band of that estimate."""
 
 
 class PresenceEngine:
@@ -37,6 +41,8 @@ class PresenceEngine:
         self._presence = cfg.presence
         self._prox = cfg.proximity
         self._zone_of_receiver = {r.id: r.zone for r in cfg.receivers}
+        self.zoned_receivers = frozenset(self._zone_of_receiver)
+        """Receivers that have a zone."""
         self._radius = {z.id: z.radius_m for z in cfg.zones}
         self._zones = [z.id for z in cfg.zones]
         self._k = cfg.privacy.k_anonymity
@@ -98,6 +104,7 @@ class PresenceEngine:
             st.pending_since = now
             if est is not None and cand is not None:
                 st.anchor = est.receiver
+                st.in_zone, st.in_zone_band = est, st.band
             if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
                 self._emit(out, "update", st, st.zone, now, wall)
                 st.last_update = now
@@ -120,6 +127,7 @@ class PresenceEngine:
         if cand is not None and held >= self._presence.min_dwell_s:
             st.zone = cand
             st.anchor = est.receiver if est is not None else None
+            st.in_zone, st.in_zone_band = est, st.band
             st.entered_at = now
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
@@ -160,7 +168,8 @@ class PresenceEngine:
     def _event(
         self, kind: str, st: DeviceState, zone: str, now: float, wall: float
     ) -> ContextEvent:
-        est = st.last
+        # an exit describes the zone left: where the device last was in it, not where it went
+        est, band = (st.in_zone, st.in_zone_band) if kind == "exit" else (st.last, st.band)
         distance = rssi = None
         receiver = None
         spread: tuple[float, float] | None = None
@@ -180,7 +189,7 @@ class PresenceEngine:
                 device=st.ref.id,
                 device_class=st.ref.kind.value,
                 zone=zone,
-                band=st.band,
+                band=band,
                 receiver=receiver,
                 distance_m=distance,
                 distance_range_m=spread,

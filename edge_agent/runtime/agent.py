@@ -45,6 +45,7 @@ class Agent:
         drain_timeout_s: float = 30.0,
         on_tick: Callable[[Agent, list[ContextEvent]], None] | None = None,
         day_keys: Callable[[float], bytes] | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -63,6 +64,8 @@ class Agent:
         self._ticker: Ticker[Advert] = Ticker(
             cfg.pipeline.tick_s, self._run_tick, max_catch_up=MAX_EMPTY_TICKS
         )
+        self.warnings = list(warnings or ())
+        """The configuration's warnings, repeated in every ``health``."""
         self._drain_timeout = drain_timeout_s
         self.on_tick = on_tick
         """Called after every tick with the events it made (the demo, replay --publish)."""
@@ -90,8 +93,6 @@ class Agent:
     async def run(self) -> int:
         """Run until stopped (signal, ``stop()``) or until a finite source is exhausted and
         drained."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, kernels.warm_up)
         _LOGGER.info(
             "agent %s: starting (source %s, %s)",
             self.cfg.gateway.id,
@@ -145,6 +146,7 @@ class Agent:
                 self.source,
                 self.feed.sink,
                 self.rights.counters,
+                self.warnings,
             )
             self.publisher.publish_control(
                 topics.HEALTH, payload.model_dump_json().encode(), qos=0, retain=False
@@ -156,7 +158,8 @@ class Agent:
         ticker = self._ticker
         watchdog_at = 0.0
         maintain_at = time.monotonic() + MAINTAIN_EVERY_S
-        async with self.feed as feed:
+        async with self.feed as feed:  # from here on, SIGTERM and SIGINT stop it cleanly
+            await asyncio.get_running_loop().run_in_executor(None, kernels.warm_up)
             async for batch in feed.batches(min(self.cfg.pipeline.tick_s, 0.05)):
                 mono = time.monotonic()
                 if mono >= watchdog_at:  # the pipeline is alive: tell systemd

@@ -93,6 +93,7 @@ class Reporter:
         source: AdvertSource,
         sink: AdvertSink,
         privacy: PrivacyCounters,
+        warnings: list[str] | None = None,
     ) -> HealthPayload:
         """Every part's counters now; rates since the previous call."""
         now = time.monotonic()
@@ -155,4 +156,11 @@ class Reporter:
             adapters=source.adapter_health(),
             cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
             rss_mb=round(usage.ru_maxrss / 1024.0, 1),
+            warnings=[
+                *(warnings or ()),
+                *(
+                    f"receiver {r!r} is heard but has no zone: its adverts give no presence"
+                    for r in pipeline.unzoned_receivers()
+                ),
+            ],
         )

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
-from edge_agent.tools.mosquitto import LocalMosquitto
-from tests.support.agent import ROOT_TOPIC, agent_under_way, check_messages, committed, run_agent
+from edge_agent.tools.mosquitto import LocalMosquitto, free_port
+from tests.support.agent import (
+    ROOT_TOPIC,
+    StderrTail,
+    agent_under_way,
+    check_messages,
+    committed,
+    killed_at_exit,
+    run_agent,
+    start_agent,
+    stop,
+    wait_for_health,
+    wait_until,
+)
+from tests.support.cli import spawn_cli
 from tests.support.configs import sim_config
 from tests.support.mqtt_watch import Watcher
 
@@ -97,3 +111,36 @@ def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
     last_seq, depth = committed(tmp_path)
     assert depth == 0
     check_messages(messages, last_seq)
+
+
+def test_health_warns_of_receivers_heard_without_a_zone(
+    tmp_path: Path, mosquitto: LocalMosquitto
+) -> None:
+    """rx-frozen is left out of [[receivers]]: what it hears gets no zone, and every health
+    message says so (a gateway that publishes no presence must not look like an empty store)."""
+    edits = {'[[receivers]]\nid = "rx-frozen"\nzone = "frozen"\nrssi_offset_db = 0.0\n': ""}
+    cfg = sim_config(tmp_path, mosquitto, speed=5.0, duration=None, edits=edits)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/health")
+    proc = start_agent(cfg)
+    try:
+        wait_for_health(watcher, lambda h: any("rx-frozen" in w for w in h["warnings"]), 60)
+    finally:
+        stop(proc)
+        watcher.close()
+    warning = next(w for p in watcher.payloads() for w in p["warnings"] if "rx-frozen" in w)
+    assert warning == "receiver 'rx-frozen' is heard but has no zone: its adverts give no presence"
+
+
+def test_run_warns_at_start_of_adapters_without_a_zone(tmp_path: Path) -> None:
+    cfg = sim_config(
+        tmp_path,
+        f"mqtt://127.0.0.1:{free_port()}",
+        speed=1.0,
+        duration=None,
+        edits={'kind = "sim"': 'kind = "bleak"', 'id = "hci0"': 'id = "hci9"'},
+    )
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path / 'no-bus'}"}
+    with killed_at_exit(spawn_cli("run", "--config", str(cfg), env=env)) as proc:
+        tail = StderrTail(proc)
+        wait_until(lambda: "no [[receivers]] entry is named 'hci0'" in tail.text(), 60, "warning")
+    assert "WARNING" in tail.text()

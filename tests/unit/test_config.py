@@ -268,3 +268,43 @@ def test_a_credential_outside_systemd_stops_only_what_connects_to_the_broker(
     run_cli("replay", str(cfg.parent / "rec.jsonl"), "--config", str(cfg))
     err = run_cli("run", "--config", str(cfg), expect=2).stderr
     assert "mqtt.password_credential" in err and "systemd-run --pipe --wait" in err
+
+
+def test_a_gateway_whose_adapters_have_no_zone_is_warned_about_loudly(
+    write_config: Callable[[str], Path],
+) -> None:
+    """The shipped example scans hci0: with no receiver named hci0 nothing heard gets a zone,
+    which would look like an empty store. check-config and run say so; the shipped example
+    names hci0 and is quiet."""
+    quiet = run_cli("check-config", str(CONFIG_DIR / "agent.toml"))
+    assert "warning" not in quiet.stderr
+    silent = write_config(MINIMAL + '\n[source]\nkind = "bleak"\nadapters = ["hci0", "hci1"]\n')
+    err = run_cli("check-config", str(silent)).stderr
+    assert "warning:" in err and "no [[receivers]] entry is named 'hci0' or 'hci1'" in err
+    assert 'add [[receivers]] id = "hci0"' in err
+    half = write_config(
+        MINIMAL.replace('id = "rx-a"', 'id = "hci0"')
+        + '\n[source]\nkind = "bleak"\nadapters = ["hci0", "hci1"]\n'
+    )
+    assert "hci1 has no [[receivers]] entry" in run_cli("check-config", str(half)).stderr
+    sensors_only = write_config(
+        '[gateway]\nid = "gw"\nsite = "s"\nstate_dir = "{state}"\n[source]\nkind = "bleak"\n'
+    )
+    assert "warning" not in run_cli("check-config", str(sensors_only)).stderr
+
+
+def test_device_zones_and_radii_are_checked(write_config: Callable[[str], Path]) -> None:
+    fixed = MINIMAL + '\n[[devices]]\nid = "fridge-1"\nkind = "sensor"\n'
+    fixed += 'address = "A4:C1:38:00:00:01"\nzone = "cellar"\n'
+    assert _errors(write_config, fixed) == [
+        "agent.toml:27: devices[0].zone = 'cellar': no such zone (zones: a, b)"
+    ]
+    moving = fixed.replace('zone = "cellar"', 'zone = "a"\npresence = true')
+    assert _errors(write_config, moving) == [
+        "agent.toml:28: devices[0].presence = True: a device fixed in a zone has none"
+    ]
+    wide = MINIMAL.replace("radius_m = 5.0", "radius_m = 9.0", 1)
+    assert _errors(write_config, wide) == [
+        "agent.toml:9: zones[0].radius_m = 9.0: is beyond proximity.far_m = 8: a device "
+        "inside the zone would be 'gone'; lower the radius or raise far_m"
+    ]

@@ -4,10 +4,21 @@ the debounce, occupancy, sensor deadband and heartbeat, malformed input counted 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.models import Advert, BTHomeFrame, ContextEvent, IBeaconFrame, Measurement
+from edge_agent.models import (
+    Advert,
+    BeaconHealthBody,
+    BTHomeFrame,
+    ContextEvent,
+    IBeaconFrame,
+    Measurement,
+    OccupancyBody,
+    PresenceBody,
+    ReadingBody,
+)
 from edge_agent.pipeline.decoders.bthome import BTHOME_UUID
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import band_for
@@ -203,3 +214,50 @@ def test_band_hysteresis(write_config: Callable[[str], Path]) -> None:
     assert band_for(2.8, "far", prox) == "far"
     assert band_for(2.4, "far", prox) == "near"
     assert band_for(8.4, "far", prox) == "far" and band_for(8.6, "far", prox) == "gone"
+
+
+def test_an_exit_describes_the_zone_left_not_the_next(write_config: Callable[[str], Path]) -> None:
+    """Moving from a to b: the exit from a names a's receiver, a distance and a confidence
+    measured at a; the enter in b names b's."""
+    p = Pipeline(_cfg(write_config))
+    adverts = [_cart(i * 0.25, "rx-a", -62) for i in range(40)]
+    adverts += [_cart(10 + i * 0.25, "rx-a", -80) for i in range(40)]
+    adverts += [_cart(10 + i * 0.25, "rx-b", -62) for i in range(40)]
+    events = [e for e in _run(p, adverts, 20.0) if isinstance(e.body, PresenceBody)]
+    exit_ = next(e.body for e in events if e.type == "exit")
+    enter_b = next(e.body for e in events if e.type == "enter" and e.body.zone == "b")
+    assert exit_.zone == "a" and exit_.receiver == "rx-a" and exit_.band != "gone"
+    assert exit_.distance_m is not None and exit_.distance_m < 2.0  # where it was while in a
+    assert enter_b.receiver == "rx-b"
+
+
+def test_sensors_and_fixed_devices_get_no_presence(write_config: Callable[[str], Path]) -> None:
+    """A fridge thermometer heard near rx-a and rx-b in turn never enters a zone (a sensor does
+    not move); a beacon fixed in zone b says b in its readings and health, and gets no presence
+    either; a cart still does."""
+    p = Pipeline(
+        load_config(
+            write_config(
+                CONFIG
+                + '\n[[devices]]\nid = "door-1"\nkind = "asset"\nbeacon = '
+                + f'"ibeacon:{UUID}:9:9"\nzone = "b"\n'
+            )
+        )
+    )
+    adverts = [_fridge(i * 1.0, 4.0 + i * 0.01, i) for i in range(30)]
+    adverts += [replace(a, receiver="rx-b", t=a.t + 0.5, wall=a.wall + 0.5) for a in adverts]
+    door = {0x004C: encode_ibeacon(IBeaconFrame(UUID, 9, 9, -59))}
+    adverts += [
+        Advert("C1:00:00:00:00:99", -60, i * 0.5, 1.7e9 + i * 0.5, "rx-a", manufacturer_data=door)
+        for i in range(60)
+    ]
+    adverts += [_cart(i * 0.25, "rx-a", -62) for i in range(120)]
+    events = _run(p, adverts, 31.0)
+    presence = {e.body.device for e in events if isinstance(e.body, PresenceBody)}
+    assert presence == {"cart-7"}
+    readings = [e.body for e in events if isinstance(e.body, ReadingBody)]
+    assert readings and all(r.device == "fridge-1" and r.zone is None for r in readings)
+    health = [e.body for e in events if isinstance(e.body, BeaconHealthBody)]
+    assert {h.device: h.zone for h in health}.get("door-1") == "b"
+    occupancy = [e.body for e in events if isinstance(e.body, OccupancyBody)]
+    assert all("sensor" not in o.fewer_than_k and not o.counts.get("sensor") for o in occupancy)
