@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	  else echo "Python's venv module is missing. Run: sudo apt-get install -y python3-venv"; exit 1; fi; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 mosquitto:
@@ -68,7 +68,7 @@ soak: setup
 	$(BIN)/pytest -q -m soak $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/pip install -q -e '.[test,bench]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
 
 schema: venv

@@ -108,6 +108,9 @@ def _erase_offline(cfg: AgentConfig, device: str) -> int:
 @_command("check-config")
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file; exit 0 when valid, 2 otherwise."""
+    if (args.file is None) == (args.config_flag is None):
+        raise UsageError("give the configuration file, as FILE or --config FILE")
+    args.file = args.file or args.config_flag
     checked = check(args.file, secrets=True, credentials=False)
     cfg = checked.config
     for warning in checked.warnings:
@@ -161,18 +164,31 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
 @_command("erase")
 def cmd_erase(args: argparse.Namespace) -> int:
-    """Erase everything buffered and tracked for one device (right of erasure)."""
+    """Erase everything buffered and tracked for one device (right of erasure); exit 1 when
+    nothing was known about an id that is not a registered device's (likely a typo)."""
+    from edge_agent.runtime.consent import load_consents
+
     cfg = load_checked(args.config)
     reply = _tell_agent(cfg, {"op": "erase", "device": args.device})
     if reply is None:
-        removed = _erase_offline(cfg, args.device)
+        removed = forgotten = _erase_offline(cfg, args.device)
         print(f"erased (no agent running): {removed} buffered event(s) removed")
     else:
+        removed, forgotten = reply["events_removed"], reply["devices_forgotten"]
         print(
-            f"erased: {reply['events_removed']} buffered event(s) removed, "
-            f"{reply['devices_forgotten']} tracked device(s) forgotten"
+            f"erased: {removed} buffered event(s) removed, {forgotten} tracked device(s) "
+            "forgotten"
             + ("" if reply["retained_cleared"] else "; broker offline, retained not cleared")
         )
+    known = {d.id for d in cfg.devices} | {c.id for c in load_consents(cfg.consent_path)}
+    if not removed and not forgotten and args.device not in known:
+        print(
+            f"edge-agent erase: nothing was buffered or tracked for {args.device!r}: check the "
+            "id (as published: a configured id, a beacon id or a p-… pseudonym), address or "
+            "beacon id",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -242,7 +258,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     mask = None if args.raw_addresses else AddressMasker(registered_addresses(cfg))
     try:
-        with private_file(Path(args.file)) as out:
+        with private_file(Path(args.file), replace=args.force) as out:
             summary = asyncio.run(
                 record(
                     make_source(cfg),
@@ -253,6 +269,9 @@ def cmd_record(args: argparse.Namespace) -> int:
                     mask=mask,
                 )
             )
+    except FileExistsError:
+        print(f"edge-agent record: {args.file} exists (--force replaces it)", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as err:
         print(f"edge-agent record: {args.file}: {err.strerror}", file=sys.stderr)
         return EXIT_FAILED
@@ -319,7 +338,9 @@ def _replay_publish(
     )
     source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": speed})
     cfg = cfg.model_copy(update={"gateway": gateway, "source": source})
-    agent = Agent(cfg, ReplaySource(path, speed=speed), day_keys=file_day_keys(path))
+    agent = Agent(
+        cfg, ReplaySource(path, speed=speed), day_keys=file_day_keys(path), ephemeral=True
+    )
     agent.on_tick = replay_hook(agent, estimates, events, receivers)
     return asyncio.run(agent.run())
 
@@ -327,7 +348,7 @@ def _replay_publish(
 @_command("eval")
 def cmd_eval(args: argparse.Namespace) -> int:
     """Our filter and the peers' on captures with truth (DESIGN §5 distance metric), or on the
-    simulated store."""
+    simulated store; exit 1 when a target is missed (a FAIL line)."""
     from edge_agent.tools import evaluation as ev
 
     cfg = _optional_config(args.config)
@@ -336,17 +357,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         if cfg is None:
             raise UsageError("--store needs --config (zones and receivers)")
-        print(store_report(args.store, cfg, args.duration, args.seed))
-        return EXIT_OK
+        text, passed = store_report(
+            args.store, cfg, args.duration, args.seed, lambda s: print(s, file=sys.stderr)
+        )
+        print(text)
+        return EXIT_OK if passed else EXIT_FAILED
     if not args.captures or not args.receivers:
         raise UsageError("give capture CSVs and --receivers, or --store")
     prox = cfg.proximity if cfg is not None else ProximityConfig()
     positions = ev.load_positions(Path(args.receivers))
     captures = [ev.load_capture(Path(f)) for f in args.captures]
     scores = ev.leave_one_out(captures, positions, ev.baselines(ev.ours(prox)))
+    verdict = ev.verdict(scores)
     print(ev.report(scores))
-    print("\n".join(ev.verdict(scores)))
-    return EXIT_OK
+    print("\n".join(verdict))
+    return EXIT_FAILED if any(line.startswith("FAIL") for line in verdict) else EXIT_OK
 
 
 @_command("calibrate")
@@ -447,7 +472,12 @@ NON_NEGATIVE = _number(0.0, inclusive=True)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs test)."""
-    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Edge sensor agent for retail stores: BLE beacons and sensors in, "
+        "situational context out over MQTT. Every command exits 0 when it did what was asked, "
+        "1 when it could not, 2 on a bad configuration or flag.",
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -463,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a configuration file (exit 0 or 2)")
-    p.add_argument("file")
+    p.add_argument("file", nargs="?", help="the configuration (or --config, as elsewhere)")
+    p.add_argument("--config", "-c", dest="config_flag", help="the configuration")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("demo", help="the simulated store through the agent, with a live view")
@@ -531,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every real address (default: unregistered ones are pseudonymised)",
     )
+    p.add_argument("--force", action="store_true", help="replace the file if it exists")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(func=cmd_record)
 

@@ -243,12 +243,20 @@ def _zone_figures(
     return accuracy, false / hours, p50, p90, missed / max(len(true_entries), 1)
 
 
-def score_store(run: StoreRun, cfg: AgentConfig, filters: dict[str, Filter]) -> list[StoreScore]:
-    """The oracle first, then every filter."""
+def score_store(
+    run: StoreRun,
+    cfg: AgentConfig,
+    filters: dict[str, Filter],
+    progress: Callable[[str], None] | None = None,
+) -> list[StoreScore]:
+    """The oracle first, then every filter (``progress`` is told which, as each begins)."""
     n_slots = len(run.devices) * len(run.receivers)
-    out = [score(run, cfg, ORACLE, run.oracle)]
-    for name, fn in filters.items():
-        out.append(score(run, cfg, name, fn(run.slot, run.t, run.rssi, n_slots)))
+    out: list[StoreScore] = []
+    for name, fn in [(ORACLE, None), *filters.items()]:
+        if progress is not None:
+            progress(f"scoring {name} ({len(out) + 1} of {len(filters) + 1})")
+        smoothed = run.oracle if fn is None else fn(run.slot, run.t, run.rssi, n_slots)
+        out.append(score(run, cfg, name, smoothed))
     return out
 
 

@@ -46,6 +46,7 @@ class Agent:
         on_tick: Callable[[Agent, list[ContextEvent]], None] | None = None,
         day_keys: Callable[[float], bytes] | None = None,
         warnings: list[str] | None = None,
+        ephemeral: bool = False,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -59,7 +60,9 @@ class Agent:
             limits=OutboxLimits.from_config(cfg.outbox, cfg.privacy.retention_s),
         )
         self.reporter = Reporter(cfg.gateway.id, config_file)
-        self.publisher = Publisher(cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox))
+        self.publisher = Publisher(
+            cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox), ephemeral=ephemeral
+        )
         self.rights = Rights(cfg.consent_path, self.pipeline, self.outbox, self.publisher)
         self._ticker: Ticker[Advert] = Ticker(
             cfg.pipeline.tick_s, self._run_tick, max_catch_up=MAX_EMPTY_TICKS

@@ -95,9 +95,17 @@ class Publisher:
     """Sends outbox rows to the broker; owns the connection and its reconnect loop."""
 
     def __init__(
-        self, cfg: AgentConfig, outbox: Outbox, status: Callable[[StatusState], bytes]
+        self,
+        cfg: AgentConfig,
+        outbox: Outbox,
+        status: Callable[[StatusState], bytes],
+        *,
+        ephemeral: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.ephemeral = ephemeral
+        """A gateway for a while only (the demo, a published replay): on a clean close its
+        retained ``status`` is cleared rather than left saying ``offline`` for ever."""
         self.outbox = outbox
         self._status = status
         self.stats = PublisherStats()
@@ -179,12 +187,13 @@ class Publisher:
         return True
 
     async def close(self) -> None:
-        """Publish ``offline`` (retained) and disconnect cleanly."""
+        """Publish ``offline`` (retained; ``ephemeral``: clear it) and disconnect cleanly."""
         self._closing = True
         client = self._client
         if client is None or not self._connected.is_set():
             return
-        info = client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
+        last = b"" if self.ephemeral else self._status("offline")
+        info = client.publish(self._status_topic, last, qos=1, retain=True)
         try:
             async with asyncio.timeout(2.0):
                 while not info.is_published() and self._connected.is_set():  # noqa: ASYNC110

@@ -217,12 +217,17 @@ def run_demo(
         except ConfigError as err:
             console.print(str(err), markup=False)
             return 2
+        # Never the real gateway's ids or retained status: the demo is "<gateway>-demo", and
+        # its retained status is cleared when it ends.
+        gateway = cfg.gateway.model_copy(update={"id": cfg.gateway.id[:59] + "-demo"})
+        cfg = cfg.model_copy(update={"gateway": gateway})
         view = View()
         agent = Agent(
             cfg,
             make_source(cfg),
             drain_timeout_s=10.0,
             on_tick=lambda a, evs: _on_tick(view, a, evs),
+            ephemeral=True,
         )
         sub = Subscriber(url, cfg.topic_root)
         try:

@@ -111,8 +111,10 @@ async def record(
 
 
 @contextlib.contextmanager
-def private_file(path: Path) -> Iterator[IO[str]]:
-    """A new file only the owner can read (recordings and estimates are about people)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def private_file(path: Path, *, replace: bool = True) -> Iterator[IO[str]]:
+    """A new file only the owner can read (recordings and estimates are about people); an
+    existing one is replaced only with ``replace`` (else ``FileExistsError``)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
     with open(fd, "w", encoding="utf-8") as handle:
         yield handle

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from edge_agent.config import AgentConfig, SourceConfig
 from edge_agent.runtime.sources import AdvertSource
 from edge_agent.tools import evaluation as ev
@@ -22,9 +24,21 @@ def sim_source(src: SourceConfig) -> AdvertSource:
     )
 
 
-def store_report(scenario: str, cfg: AgentConfig, duration_s: float, seed: int | None) -> str:
+def store_report(
+    scenario: str,
+    cfg: AgentConfig,
+    duration_s: float,
+    seed: int | None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[str, bool]:
     """``eval --store``: the agent as configured, the oracle and the baselines on the simulated
-    store, a table and a pass/FAIL line per target."""
+    store: a table and a pass/FAIL line per target, and whether every target passed."""
+    if progress is not None:
+        progress(f"simulating {duration_s:g} s of the store")
     run = scoring.run_store(scenario, duration_s, seed)
-    scores = scoring.score_store(run, cfg, ev.baselines(ev.ours(cfg.proximity, run.slot_classes)))
-    return scoring.report(scores) + "\n" + "\n".join(scoring.verdict(scores))
+    filters = ev.baselines(ev.ours(cfg.proximity, run.slot_classes))
+    scores = scoring.score_store(run, cfg, filters, progress)
+    verdict = scoring.verdict(scores)
+    return scoring.report(scores) + "\n" + "\n".join(verdict), not any(
+        line.startswith("FAIL") for line in verdict
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 from edge_agent.cli import build_parser
+from edge_agent.tools.mosquitto import LocalMosquitto
 from tests.support.cli import run_cli
+from tests.support.mqtt_watch import Watcher
 from tests.support.paths import ROOT
 
 
@@ -71,3 +73,24 @@ def test_the_architecture_section_matches_the_folders() -> None:
         assert named <= present | nested, (
             f"{name}: README names what is not there: {named - present}"
         )
+
+
+def test_demo_on_a_shared_broker_keeps_out_of_the_real_gateways_way(
+    mosquitto: LocalMosquitto,
+) -> None:
+    """On a broker the real gateway uses too: the demo publishes as "<gateway>-demo" (its
+    event ids never collide), and leaves no retained status behind."""
+    watcher = Watcher(mosquitto.host, mosquitto.port, "retail/#")
+    try:
+        demo = ["demo", "--config", str(ROOT / "config/agent.toml"), "--duration", "4"]
+        run_cli(*demo, "--speed", "20", "--broker", mosquitto.url, timeout=120)
+        got = watcher.settle()
+    finally:
+        watcher.close()
+    roots = {m.topic.split("/")[2] for m in got}
+    assert roots == {"gw-demo-01-demo"}, roots
+    late = Watcher(mosquitto.host, mosquitto.port, "retail/+/+/status")
+    try:
+        assert [m for m in late.settle() if m.retain and m.payload] == []
+    finally:
+        late.close()

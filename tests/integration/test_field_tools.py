@@ -119,8 +119,14 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
             model_for(payload["type"]).model_validate(payload)
             types.add(payload["type"])
     assert {"enter", "occupancy", "status"} <= types
-    # It published as a gateway of its own, from a state directory of its own.
+    # It published as a gateway of its own, from a state directory of its own, and left no
+    # retained status behind when it ended.
     assert not (tmp_path / "state").exists()
+    late = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}-replay/status")
+    try:
+        assert [m for m in late.settle() if m.retain and m.payload] == []
+    finally:
+        late.close()
 
 
 def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> None:
