@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -19,40 +20,51 @@ from edge_agent.models import Advert
 from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools.scanview import ScanRow, ScanView
 
+WIDE = 110
+"""From this many columns on, the table also shows the smoothed RSSI and the decoded frames."""
 
-def render(rows: list[ScanRow], view: ScanView, limit: int, title: str) -> Table:
-    """The table of the field engineer's terminal."""
-    table = Table(title=title, caption=f"{view.adverts} adverts, {len(rows)} devices")
-    for name, justify in (
-        ("id", "left"),
-        ("kind", "left"),
-        ("decoded", "left"),
-        ("rx", "left"),
-        ("rssi", "right"),
-        ("smoothed", "right"),
-        ("distance", "right"),
-        ("band", "left"),
-        ("seen", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    if view.show_addresses:
-        table.add_column("address")
-    for r in rows[:limit]:
-        cells = [
-            r.id,
-            r.kind,
-            r.summary[:48],
-            r.receiver,
-            str(r.rssi),
-            "" if math.isnan(r.rssi_smoothed) else f"{r.rssi_smoothed:.1f}",
-            "" if math.isinf(r.distance_m) else f"{r.distance_m:.1f} m",
-            r.band,
-            f"{r.last_seen_s:.0f} s",
-        ]
-        if view.show_addresses:
-            cells.append(r.address or "")
-        table.add_row(*cells)
+
+def render(rows: list[ScanRow], view: ScanView, limit: int, title: str, width: int) -> Table:
+    """The table of the field engineer's terminal, fitted to ``width`` columns: ids and the
+    figures are never wrapped or cut; the decoded summary takes what is left, the smoothed RSSI
+    only on a wide terminal."""
+    wide = width >= WIDE
+    names = ["id", "kind", "rx", "rssi", *(["smoothed"] if wide else []), "distance", "band"]
+    names += ["seen", *(["address"] if view.show_addresses else [])]
+    cells = [_cells(r, wide, view.show_addresses) for r in rows[:limit]]
+    widths = [max([len(name), *(len(c[i]) for c in cells)]) for i, name in enumerate(names)]
+    left = width - sum(widths) - len(names) - 1  # one space between columns
+    table = Table(
+        title=title,
+        caption=f"{view.adverts} adverts, {len(rows)} devices",
+        box=box.SIMPLE_HEAD if wide else None,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for name, w in zip(names, widths, strict=True):
+        right = name in ("rssi", "smoothed", "distance", "seen")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True, min_width=w)
+    summaries = [r.summary for r in rows[:limit]]
+    if left >= 8:
+        table.add_column("decoded", no_wrap=True, overflow="ellipsis", max_width=left)
+        cells = [[*c, text] for c, text in zip(cells, summaries, strict=True)]
+    for row in cells:
+        table.add_row(*row)
     return table
+
+
+def _cells(r: ScanRow, wide: bool, addresses: bool) -> list[str]:
+    return [
+        r.id,
+        r.kind,
+        r.receiver,
+        str(r.rssi),
+        *(["" if math.isnan(r.rssi_smoothed) else f"{r.rssi_smoothed:.1f}"] if wide else []),
+        "" if math.isinf(r.distance_m) else f"{r.distance_m:.1f} m",
+        r.band,
+        f"{r.last_seen_s:.0f} s",
+        *([r.address or ""] if addresses else []),
+    ]
 
 
 def row_json(row: ScanRow) -> dict[str, object]:
@@ -107,7 +119,8 @@ async def scan(cfg: AgentConfig, source: AdvertSource, opts: ScanOptions) -> int
                 shown_at = mono
                 rows = view.rows(_now(last, source), opts.sort)
                 if live is not None:
-                    live.update(render(rows, view, opts.limit, title), refresh=True)
+                    width = live.console.width
+                    live.update(render(rows, view, opts.limit, title, width), refresh=True)
                 else:
                     print(json.dumps([row_json(r) for r in rows]), flush=True)
                 if mono >= deadline:
@@ -117,7 +130,21 @@ async def scan(cfg: AgentConfig, source: AdvertSource, opts: ScanOptions) -> int
             live.stop()
     if view.decode_stats.malformed:
         print(f"malformed adverts skipped: {dict(view.decode_stats.malformed)}", file=sys.stderr)
+    if view.adverts == 0 and not feed.stopped:
+        print(f"no advertisements heard: {why_silent(source)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def why_silent(source: AdvertSource) -> str:
+    """What each radio lane was doing, for a scan that heard nothing."""
+    lanes = source.adapter_health()
+    if not lanes:
+        return f"the source ({source.name}) gave none"
+    return "; ".join(
+        f"{lane.receiver} {lane.state}" + (f" ({lane.last_error})" if lane.last_error else "")
+        for lane in lanes
+    )
 
 
 def _now(batch: list[Advert], source: AdvertSource) -> float:

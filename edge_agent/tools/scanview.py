@@ -27,6 +27,8 @@ from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import DeviceTable, band_for, stated_tx
 
 SORT_KEYS = ("distance", "rssi", "id", "last")
+MAX_ADDRESSES = 100_000
+"""Addresses remembered for merging rows (a crowd of rotating phones is forgotten, not kept)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -115,6 +117,9 @@ class ScanView:
         self.decode_stats = DecodeStats()
         self.adverts = 0
         self._seen: dict[str, _Seen] = {}
+        self._row_of_address: dict[str, str] = {}
+        """Which row an address last fed: a beacon's telemetry heard before its id frame got a
+        pseudonym row of its own, dropped once the id frame names the beacon."""
 
     def observe(self, adverts: list[Advert]) -> None:
         """One batch of adverts."""
@@ -124,6 +129,13 @@ class ScanView:
             if ref is None:
                 continue
             self.adverts += 1
+            earlier = self._row_of_address.get(adv.address)
+            if earlier is not None and earlier != ref.id and earlier.startswith("p-"):
+                self._seen.pop(earlier, None)
+                self.table.forget(earlier)
+            if len(self._row_of_address) > MAX_ADDRESSES:
+                self._row_of_address.clear()
+            self._row_of_address[adv.address] = ref.id
             seen = self._seen.get(ref.id)
             if seen is None:
                 seen = self._seen[ref.id] = _Seen(ref.kind.value, ref.publish)
@@ -151,6 +163,8 @@ class ScanView:
             est = self.table.nearest(device, now)
             distance = est.distance_m if est else float("inf")
             seen.band = band_for(distance, seen.band, self.cfg.proximity)
+            if est is not None and seen.band == "gone":
+                seen.band = "far"  # heard lately: beyond far_m, but not gone
             out.append(
                 ScanRow(
                     id=device if seen.publish else "(count only)",

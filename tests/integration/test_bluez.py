@@ -304,3 +304,13 @@ def test_record_without_bluez_waits_and_ends_on_its_duration(
     assert time.monotonic() - started < 20
     assert "recorded 0 adverts" in proc.stdout
     assert "waiting for hci0 (BlueZ is not running)" in proc.stderr
+
+
+def test_scan_without_bluez_fails_and_says_why(tmp_path: Path, bus: PrivateBus) -> None:
+    cfg = sim_config(tmp_path, "mqtt://127.0.0.1:1", speed=1.0, duration=None, edits=bleak_edits())
+    proc = run_cli(
+        "scan", "--config", str(cfg), "--json", "--duration", "2", env=bus.environ(), expect=1
+    )
+    assert "no advertisements heard: hci0 waiting (waiting for hci0: BlueZ is not running)" in (
+        proc.stderr
+    )

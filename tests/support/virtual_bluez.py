@@ -118,6 +118,7 @@ def bleak_edits(
         'adapter_policy = "all"': f'adapter_policy = "{policy}"',
         "watchdog_s = 30.0": f"watchdog_s = {watchdog_s}",
         "start_timeout_s = 10.0": f"start_timeout_s = {start_timeout_s}",
-        'id = "rx-entrance"': 'id = "hci0"',
+        # the shipped hci0 (entrance) stays; the demo store's entrance receiver is heard on it
+        '[[receivers]]\nid = "rx-entrance"\nzone = "entrance"\n': "",
         'id = "rx-produce"': 'id = "hci1"',
     }

@@ -203,12 +203,11 @@ class Lane:
                     self._index = (self._index + k) % n
                     return adapter
             if not warned:
+                why = "BlueZ is not running" if watch.owner is None else "adapter not present"
                 _LOGGER.warning(
-                    "%s: waiting for %s (%s)",
-                    self.receiver,
-                    " or ".join(self.candidates),
-                    "BlueZ is not running" if watch.owner is None else "adapter not present",
+                    "%s: waiting for %s (%s)", self.receiver, " or ".join(self.candidates), why
                 )
+                self.stats.last_error = f"waiting for {' or '.join(self.candidates)}: {why}"
                 warned = True
             await watch.wait_change(5.0)
 
