@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -416,11 +417,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         sources = [Path(f) for f in args.captures]
         positions = ev.load_positions(Path(args.receivers))
         receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
-        origin = ", ".join(p.name for p in sources)
-    Path(args.out).write_text(to_toml(receivers, origin, prox.tx_power_1m_dbm), encoding="utf-8")
+        origin = ", ".join(str(p.resolve()) for p in sources)
+    out = Path(args.out)
+    out.write_text(to_toml(receivers, origin, prox.tx_power_1m_dbm, out.name), encoding="utf-8")
     for r in receivers:
-        print(f"{r.id}: offset {r.rssi_offset_db:+.1f} dB, exponent {r.path_loss_exponent:.2f}")
-    print(f"wrote {args.out} ({len(receivers)} receivers)")
+        print(r.summary())
+    warned = sum(bool(r.notes) for r in receivers)
+    print(
+        f"wrote {args.out} ({len(receivers)} receivers"
+        + (f"; {warned} with warnings, written into the file too)" if warned else ")")
+    )
     return EXIT_OK
 
 
@@ -613,4 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``edge-agent``."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED

@@ -16,50 +16,115 @@ import numpy as np
 from edge_agent.config import AgentConfig, ProximityConfig, ReceiverCalibration
 from edge_agent.errors import CalibrationError
 from edge_agent.models import Advert
+from edge_agent.pipeline import kernels
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import stated_tx
 from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools import evaluation as ev
 
+MIN_STEP_ADVERTS = 5
+"""Adverts a receiver must hear at each distance for its median to mean something."""
+EXPONENT_BOUNDS = (1.0, 6.0)
+"""Path-loss exponents a fit may give (what the configuration accepts)."""
+
+
+@dataclass(slots=True, frozen=True)
+class Fitted:
+    """One receiver's fit and how far to trust it."""
+
+    calibration: ReceiverCalibration
+    """What is written."""
+    samples: int
+    """Samples (adverts, or smoothed samples under 6 m) the fit used."""
+    span_m: tuple[float, float]
+    """Shortest and longest distance among them, metres."""
+    residual: float
+    """How far the fitted model is from the data: dB RMS (interactive) or mean metres of
+    distance error (captures)."""
+    residual_unit: str
+    """``dB`` or ``m``."""
+    notes: tuple[str, ...] = ()
+    """What the field engineer must know: a clamped exponent, a borrowed fit."""
+
+    def summary(self) -> str:
+        """One line: the values, the quality, the notes."""
+        c = self.calibration
+        lo, hi = self.span_m
+        text = (
+            f"{c.id}: offset {c.rssi_offset_db:+.1f} dB, exponent {c.path_loss_exponent:.2f} "
+            f"({self.samples} samples, {lo:.1f}–{hi:.1f} m, residual {self.residual:.2f} "
+            f"{self.residual_unit})"
+        )
+        return text + "".join(f"\n  warning: {note}" for note in self.notes)
+
 
 def fit_captures(
     prox: ProximityConfig,
     captures: Sequence[ev.Capture],
     positions: dict[str, tuple[float, float, float]],
-) -> list[ReceiverCalibration]:
+) -> list[Fitted]:
     """Smooth each capture with the agent's filter, then fit every receiver heard under 6 m
-    often enough (the others get the fit of all receivers together)."""
+    often enough (the others get the fit of all receivers together, and are told so)."""
     smooth = ev.ours(prox)
     parts = [
         (c, smooth(c.receiver, c.t, c.rssi, len(c.receivers)), ev.true_distances(c, positions))
         for c in captures
     ]
     fitted = ev.fit_calibration(parts)
+    edges = (float(ev.EXPONENTS[0]), float(ev.EXPONENTS[-1]))
     names = sorted({n for c in captures for n in c.receivers})
     tx = prox.tx_power_1m_dbm
     out = []
     for name in names:
+        smoothed = np.concatenate([s[c.receiver == c.receivers.index(name)]
+                                   for c, s, _ in parts if name in c.receivers])  # fmt: skip
+        dist = np.concatenate([d[c.receiver == c.receivers.index(name)]
+                               for c, _, d in parts if name in c.receivers])  # fmt: skip
+        near = np.isfinite(smoothed) & (dist < ev.NEAR_M) & (dist > 0.1)
         at_1m, n = fitted.get(name, fitted["*"])
+        notes = []
+        if name not in fitted:
+            notes.append(
+                f"{int(near.sum())} samples under {ev.NEAR_M:g} m are too few to fit it alone: "
+                "the fit of all receivers together is written"
+            )
+        if n in edges:
+            notes.append(
+                f"exponent {n:.2f} is at the edge of the search ({edges[0]:g}–{edges[1]:g}): "
+                "the samples did not bound it, the offset makes up for it; prefer captures "
+                "nearer and further from this receiver"
+            )
+        est = kernels.distance(smoothed[near], at_1m, n)
         out.append(
-            ReceiverCalibration(
-                id=name,
-                rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
-                path_loss_exponent=round(n, 3),
+            Fitted(
+                ReceiverCalibration(
+                    id=name,
+                    rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
+                    path_loss_exponent=round(n, 3),
+                ),
+                int(near.sum()),
+                (float(dist[near].min()), float(dist[near].max())) if near.any() else (0.0, 0.0),
+                float(np.abs(est - dist[near]).mean()) if near.any() else math.nan,
+                "m",
+                tuple(notes),
             )
         )
     return out
 
 
-def to_toml(receivers: Sequence[ReceiverCalibration], origin: str, tx: int) -> str:
-    """The file ``calibrate --out`` writes; ``origin`` says what it was fitted from."""
+def to_toml(fits: Sequence[Fitted], origin: str, tx: int, file_name: str) -> str:
+    """The file ``calibrate --out`` writes; ``origin`` says what it was fitted from, and every
+    receiver's quality and warnings stand above it as comments."""
     lines = [
         f"# Written by edge-agent calibrate from: {origin}",
         f"# Offsets assume beacons that state {tx} dBm at 1 m (proximity.tx_power_1m_dbm).",
-        '# Include it from agent.toml:  [calibration]  file = "calibration.toml"',
+        f'# Include it from agent.toml:  [calibration]  file = "{file_name}"',
         "",
     ]
-    for r in receivers:
+    for f in fits:
+        r = f.calibration
+        lines += [f"# {line}" for line in f.summary().splitlines()]
         lines += [
             "[[calibration.receivers]]",
             f'id = "{r.id}"',
@@ -90,26 +155,53 @@ class Step:
         return float(np.median(self.rssi))
 
 
-def fit_steps(receiver: str, steps: Sequence[Step], default_exponent: float) -> ReceiverCalibration:
+def fit_steps(receiver: str, steps: Sequence[Step], default_exponent: float) -> Fitted:
     """Offset and path-loss exponent of one receiver from steps at known distances: a least-
     squares line through (10·log10 d, median RSSI). With one distance only, the exponent stays
-    ``default_exponent`` and only the offset is fitted."""
+    ``default_exponent`` and only the offset is fitted. A step the receiver heard fewer than
+    ``MIN_STEP_ADVERTS`` adverts of is refused (``CalibrationError``)."""
     used = [s for s in steps if s.rssi and s.distance_m > 0]
     if not used:
         raise CalibrationError(receiver, "no adverts heard from the beacon")
+    for s in used:
+        if len(s.rssi) < MIN_STEP_ADVERTS:
+            raise CalibrationError(
+                receiver,
+                f"at {s.distance_m:g} m it heard {len(s.rssi)} advert(s), "
+                f"{MIN_STEP_ADVERTS} are needed: hold the beacon longer (--seconds)",
+            )
     x = np.array([10.0 * math.log10(s.distance_m) for s in used])
     y = np.array([s.median for s in used])
     tx = float(np.median([s.tx_1m for s in used]))
+    notes: list[str] = []
     if np.ptp(x) < 1.0:  # one distance (or nearly): the slope is not measurable
         n = default_exponent
         at_1m = float(np.mean(y + n * x))
+        notes.append(f"one distance only: the exponent is the configured {n:g}")
     else:
         slope, at_1m = (float(v) for v in np.polyfit(x, y, 1))
-        n = min(6.0, max(1.0, -slope))
-    return ReceiverCalibration(
-        id=receiver,
-        rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
-        path_loss_exponent=round(n, 3),
+        lo, hi = EXPONENT_BOUNDS
+        n = min(hi, max(lo, -slope))
+        if n != -slope:
+            notes.append(
+                f"the fitted exponent {-slope:.2f} is outside {lo:g}–{hi:g}: {n:g} is written; "
+                "the signal did not fall with distance as it should (a reflection, a wall, or "
+                "the wrong receiver held against)"
+            )
+            at_1m = float(np.mean(y + n * x))
+    residual = float(np.sqrt(np.mean((y - (at_1m - n * x)) ** 2)))
+    distances = [s.distance_m for s in used]
+    return Fitted(
+        ReceiverCalibration(
+            id=receiver,
+            rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
+            path_loss_exponent=round(n, 3),
+        ),
+        sum(len(s.rssi) for s in used),
+        (min(distances), max(distances)),
+        residual,
+        "dB",
+        tuple(notes),
     )
 
 
@@ -163,7 +255,7 @@ async def interactive(
     ask: Ask,
     say: Callable[[str], None],
     receiver: str | None = None,
-) -> list[ReceiverCalibration]:
+) -> list[Fitted]:
     """The field session: for each distance, wait for Enter, record ``seconds`` of the device,
     show what each receiver heard; then fit the receiver it was held against (``receiver``, or
     the one that heard it loudest at the first step)."""

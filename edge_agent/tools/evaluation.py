@@ -203,7 +203,8 @@ def baselines(mine: Filter | None = None) -> dict[str, Filter]:
 
 # ------------------------------------------------------------------------------- calibration
 
-_EXPONENTS = np.arange(1.2, 5.001, 0.05)
+EXPONENTS = np.arange(1.2, 5.001, 0.05)
+"""The path-loss exponents a fit on captures searches."""
 _AT_1M = np.arange(-85.0, -25.0, 0.25)
 
 
@@ -214,7 +215,7 @@ def fit_receiver(smoothed: F64, distance: F64) -> tuple[float, float]:
     ok = np.isfinite(smoothed) & (distance < NEAR_M) & (distance > 0.1)
     e, d = smoothed[ok], distance[ok]
     best = (math.inf, -59.0, 2.0)
-    for n in _EXPONENTS:
+    for n in EXPONENTS:
         est = kernels.distance(e[None, :], _AT_1M[:, None], n)
         err = np.abs(est - d[None, :]).mean(axis=1)
         j = int(np.argmin(err))

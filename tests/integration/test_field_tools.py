@@ -182,7 +182,7 @@ def test_calibrate_interactive_on_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "cal.toml"
     base = ["calibrate", "--interactive", "-c", str(cfg)]
     proc = run_cli(
-        *base, "--device", "staff-ana", "--distances", "1,2", "--seconds", "0.5", "--out",
+        *base, "--device", "staff-ana", "--distances", "1,2", "--seconds", "2", "--out",
         str(out), input="\n\n", timeout=120,
     )  # fmt: skip
     assert proc.stdout.count("press Enter") == 2 and "adverts, median" in proc.stdout

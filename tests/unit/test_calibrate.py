@@ -141,9 +141,10 @@ def test_interactive_calibration_fits_the_receiver_held_against() -> None:
         interactive(cfg, beacon, "cart-7", [1.0, 2.0, 4.0, 8.0], 0.4, ask, said.append)  # type: ignore[arg-type]
     )
     assert len(prompts) == 4 and len(said) == 4 and "hci0" in said[0]
-    assert fit.id == "hci0"  # the loudest at the first distance
-    assert fit.path_loss_exponent == pytest.approx(2.6, abs=0.3)
-    assert fit.rssi_offset_db == pytest.approx(6.0, abs=1.5)
+    assert fit.calibration.id == "hci0"  # the loudest at the first distance
+    assert fit.calibration.path_loss_exponent == pytest.approx(2.6, abs=0.3)
+    assert fit.calibration.rssi_offset_db == pytest.approx(6.0, abs=1.5)
+    assert fit.notes == () and fit.residual < 3.0 and fit.span_m == (1.0, 8.0)
 
 
 def test_interactive_calibration_stops_on_q_and_keeps_the_default_exponent() -> None:
@@ -161,8 +162,9 @@ def test_interactive_calibration_stops_on_q_and_keeps_the_default_exponent() -> 
     (fit,) = asyncio.run(
         interactive(cfg, beacon, "cart-7", [1.0, 2.0], 0.3, ask, lambda _: None)  # type: ignore[arg-type]
     )
-    assert fit.path_loss_exponent == cfg.proximity.path_loss_exponent  # one distance only
-    assert fit.rssi_offset_db == pytest.approx(-4.0, abs=1.5)
+    assert fit.calibration.path_loss_exponent == cfg.proximity.path_loss_exponent  # one distance
+    assert fit.calibration.rssi_offset_db == pytest.approx(-4.0, abs=1.5)
+    assert fit.notes and "one distance only" in fit.notes[0]
 
 
 def test_interactive_calibration_of_a_device_never_heard_fails_clearly() -> None:
@@ -186,3 +188,34 @@ def test_calibrate_needs_either_captures_or_interactive(tmp_path: Path) -> None:
     run_cli("calibrate", "--out", out, expect=2)
     run_cli("calibrate", "--interactive", "--out", out, expect=2)
     run_cli("calibrate", "--from", "x.csv", "--out", out, expect=2)
+
+
+def test_a_fit_from_too_few_adverts_is_refused_and_a_clamped_one_is_said() -> None:
+    from edge_agent.errors import CalibrationError
+    from edge_agent.tools.calibrate import Step, fit_steps
+
+    one_each = [Step(d, (-60 - round(10 * np.log10(d)),), -59.0) for d in (1.0, 2.0, 4.0)]
+    with pytest.raises(CalibrationError, match="at 1 m it heard 1 advert"):
+        fit_steps("hci0", one_each, 2.0)
+    flat = [Step(d, (-60,) * 10, -59.0) for d in (1.0, 2.0, 4.0, 8.0)]  # no fall with distance
+    fit = fit_steps("hci0", flat, 2.0)
+    assert fit.calibration.path_loss_exponent == 1.0
+    assert "outside 1–6: 1 is written" in fit.notes[0]
+
+
+def test_calibrate_from_captures_says_how_good_each_fit_is(tmp_path: Path) -> None:
+    out = tmp_path / "site.toml"
+    fit_on = [str(TRACKS / f"{n}.csv") for n in ("straight_01", "rectangular_without_rotation")]
+    said = run_cli("calibrate", "--from", *fit_on, "--receivers", str(RECEIVERS), "--out", str(out))
+    lines = said.stdout.splitlines()
+    fits = [line for line in lines if line.startswith("sensor")]
+    assert len(fits) == 12 and all("samples" in f and "residual" in f for f in fits)
+    text = out.read_text()
+    assert 'file = "site.toml"' in text and str(TRACKS / "straight_01.csv") in text
+    clamped = [line for line in lines if "edge of the search" in line]
+    assert text.count("edge of the search") == len(clamped)  # every warning also in the file
+    for chunk in text.split("\n\n"):  # a receiver: its comments, then its table
+        if "path_loss_exponent" in chunk:
+            exponent = float(chunk.split("path_loss_exponent = ")[1].split()[0])
+            if exponent in (1.2, 5.0):  # at an edge: never written without saying so
+                assert "edge of the search" in chunk, chunk
