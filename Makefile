@@ -19,7 +19,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 JIT_TWINS := tests/unit/test_kernels.py tests/unit/test_filters.py tests/unit/test_pipeline.py \
 	tests/unit/test_proximity.py tests/unit/test_privacy.py tests/unit/test_golden.py
 
-.PHONY: setup venv mosquitto demo test lint typecheck unit soak bench schema clean
+.PHONY: setup venv mosquitto demo test lint typecheck unit soak bench schema clean install
 
 setup: venv mosquitto
 
@@ -70,6 +70,36 @@ soak: setup
 bench: setup
 	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
+
+# On a gateway (Debian / Raspberry Pi OS), as root:  make install
+# Into another root (packaging, tests):             make install DESTDIR=/tmp/root
+PREFIX  ?= /opt/edge-agent
+DESTDIR ?=
+SYSCONF := $(DESTDIR)/etc/edge-agent
+UNITDIR := $(DESTDIR)/etc/systemd/system
+
+install:
+	@if [ -z "$(DESTDIR)" ] && ! command -v bluetoothd >/dev/null 2>&1 && [ ! -x /usr/sbin/bluetoothd ] \
+	  && [ ! -x /usr/libexec/bluetooth/bluetoothd ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bluez; \
+	  else echo "BlueZ is missing. Run: sudo apt-get install -y bluez"; exit 1; fi; fi
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	PYTHONWARNINGS=ignore $(DESTDIR)$(PREFIX)/bin/pip install -q --upgrade pip
+	PYTHONWARNINGS=ignore $(DESTDIR)$(PREFIX)/bin/pip install -q .
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/doc/edge-agent $(SYSCONF) $(UNITDIR)
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/edge-agent/README.md
+	@# an edited configuration is never overwritten; the example is kept beside it
+	install -m 0644 config/agent.toml $(SYSCONF)/agent.toml.example
+	[ -e $(SYSCONF)/agent.toml ] || install -m 0644 config/agent.toml $(SYSCONF)/agent.toml
+	install -m 0644 systemd/edge-agent.service $(UNITDIR)/edge-agent.service
+	@if [ -e $(SYSCONF)/mqtt-password ]; then \
+	  install -d -m 0755 $(UNITDIR)/edge-agent.service.d && \
+	  install -m 0644 systemd/mqtt-password.conf $(UNITDIR)/edge-agent.service.d/mqtt-password.conf; fi
+	@echo "installed in $(DESTDIR)$(PREFIX). Next: edit $(SYSCONF)/agent.toml (gateway, mqtt,"
+	@echo "zones and receivers), then: $(PREFIX)/bin/edge-agent check-config /etc/edge-agent/agent.toml"
+	@echo "  $(PREFIX)/bin/edge-agent doctor -c /etc/edge-agent/agent.toml"
+	@echo "  systemctl daemon-reload && systemctl enable --now edge-agent"
+	@echo "  $(PREFIX)/bin/edge-agent status -c /etc/edge-agent/agent.toml"
 
 schema: venv
 	$(BIN)/edge-agent schema --out contract

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -21,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent import __version__, topics
+from edge_agent import topics
+from edge_agent.cli_args import build_parser
 from edge_agent.config import AgentConfig, ProximityConfig
 from edge_agent.config.checks import check, load_checked, unchecked_secrets
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError, report_lines
@@ -31,7 +31,6 @@ _LOGGER = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
-LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class UsageError(EdgeAgentError):
@@ -430,6 +429,33 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    """The running agent's state; when it is not running, why (exit 3)."""
+    from edge_agent.tools.status import NOT_RUNNING, as_json, gather, render
+
+    cfg = load_checked(args.config)
+    running, facts = gather(cfg)
+    print(as_json(running, facts) if args.json else render(running, facts))
+    return EXIT_OK if running else NOT_RUNNING
+
+
+@_command("doctor")
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What this machine lacks for the agent, and how to fix it (exit 1 when anything)."""
+    from edge_agent.tools.doctor import examine, render
+
+    try:
+        cfg = load_checked(args.config, secrets=True, credentials=False)
+    except ConfigError as err:
+        print(f"FIX  configuration: {err.source}", file=sys.stderr)
+        raise
+    _setup_logging("CRITICAL")  # what the checks meet is in the report, not in log lines
+    findings = examine(cfg)
+    print(render(findings))
+    return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILED
+
+
 @_command("schema")
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
@@ -444,183 +470,30 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _number(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number above ``minimum`` (or equal, ``inclusive``), so that a
-    bad flag is reported as that flag, before anything runs."""
-    words = f"{'at least' if inclusive else 'above'} {minimum:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {words}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be a number {words}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _count(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
-POSITIVE = _number(0.0, inclusive=False)
-NON_NEGATIVE = _number(0.0, inclusive=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the docs test)."""
-    parser = argparse.ArgumentParser(
-        prog="edge-agent",
-        description="Edge sensor agent for retail stores: BLE beacons and sensors in, "
-        "situational context out over MQTT. Every command exits 0 when it did what was asked, "
-        "1 when it could not, 2 on a bad configuration or flag.",
-    )
-    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("run", help="run the agent (the systemd service)")
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.add_argument("--log-level", choices=LOG_LEVELS)
-    p.add_argument(
-        "--drain-timeout",
-        type=NON_NEGATIVE,
-        default=30.0,
-        help="seconds to wait for the outbox to drain when a finite source ends",
-    )
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("check-config", help="validate a configuration file (exit 0 or 2)")
-    p.add_argument("file", nargs="?", help="the configuration (or --config, as elsewhere)")
-    p.add_argument("--config", "-c", dest="config_flag", help="the configuration")
-    p.set_defaults(func=cmd_check_config)
-
-    p = sub.add_parser("demo", help="the simulated store through the agent, with a live view")
-    p.add_argument("--config", "-c", default="config/agent.toml")
-    p.add_argument("--scenario", help="store scenario (default: the config's source.scenario)")
-    p.add_argument(
-        "--duration",
-        type=POSITIVE,
-        default=None,
-        help="stop after this many real seconds (default: until Ctrl-C)",
-    )
-    p.add_argument(
-        "--speed", type=NON_NEGATIVE, default=5.0, help="simulated seconds per real second"
-    )
-    p.add_argument("--broker", help="use this broker URL instead of starting a local mosquitto")
-    p.add_argument("--seed", type=int)
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser(
-        "get-config", help="print the effective configuration as JSON (holds no secrets)"
-    )
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.set_defaults(func=cmd_get_config)
-
-    p = sub.add_parser("consent", help="record, revoke or list device consents")
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    csub = p.add_subparsers(dest="action", required=True)
-    c = csub.add_parser("add", help="a device's owner consented: track it under a stable id")
-    c.add_argument("device", help="Bluetooth address or beacon id the device is recognised by")
-    c.add_argument("--id", required=True, help="stable id to publish it under")
-    c.add_argument("--kind", default="shopper", choices=[k.value for k in DeviceClass])
-    c = csub.add_parser("revoke", help="withdraw consent; the device's buffered events go")
-    c.add_argument("device", help="the device's id, address or beacon id")
-    c = csub.add_parser("list", help="list consents (addresses hidden)")
-    c.add_argument("--show-addresses", action="store_true", help="show addresses (local use only)")
-    p.set_defaults(func=cmd_consent)
-
-    p = sub.add_parser("erase", help="erase everything buffered and tracked for a device")
-    p.add_argument("device", help="wire id (e.g. p-1a2b…), address or beacon id")
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.set_defaults(func=cmd_erase)
-
-    p = sub.add_parser("scan", help="live table of nearby devices (field engineers)")
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.add_argument("--json", action="store_true", help="one JSON array of devices per refresh")
-    p.add_argument("--sort", choices=["distance", "rssi", "id", "last"], default="distance")
-    p.add_argument("--interval", type=POSITIVE, default=1.0, help="refresh every N seconds")
-    p.add_argument("--duration", type=POSITIVE, help="stop after N seconds (default: Ctrl-C)")
-    p.add_argument("--limit", type=_count, default=40, help="rows shown (table only)")
-    p.add_argument(
-        "--show-addresses",
-        action="store_true",
-        help="also show raw addresses and local names (on site only; never in tickets)",
-    )
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
-    p.set_defaults(func=cmd_scan)
-
-    p = sub.add_parser("record", help="write advertisements to a JSONL recording")
-    p.add_argument("file")
-    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
-    p.add_argument("--duration", type=POSITIVE, help="stop after N seconds of source time")
-    p.add_argument("--count", type=_count, help="stop after N adverts")
-    p.add_argument(
-        "--raw-addresses",
-        action="store_true",
-        help="keep every real address (default: unregistered ones are pseudonymised)",
-    )
-    p.add_argument("--force", action="store_true", help="replace the file if it exists")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
-    p.set_defaults(func=cmd_record)
-
-    p = sub.add_parser("replay", help="feed a recording or capture CSV through the pipeline")
-    p.add_argument("file", help="recording (.jsonl) or capture (.csv)")
-    p.add_argument("--config", "-c", help="agent config (default: built-in, no zones)")
-    p.add_argument("--speed", type=NON_NEGATIVE, default=0.0, help="0 = as fast as possible")
-    p.add_argument("--estimates", help="write per-sample and fused estimates (JSONL)")
-    p.add_argument("--events", help="write the context events (JSONL)")
-    p.add_argument("--receivers", help="receiver positions (JSON) for fused x, y")
-    p.add_argument("--calibration", help="calibration TOML (edge-agent calibrate) to apply")
-    p.add_argument("--publish", action="store_true", help="publish to the config's broker")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("eval", help="score our filter and the peers' on captures with truth")
-    p.add_argument("captures", nargs="*", help="capture CSVs with truth columns")
-    p.add_argument("--receivers", help="receiver positions (JSON), for captures")
-    p.add_argument("--store", help="instead: score on this simulated store scenario")
-    p.add_argument("--duration", type=POSITIVE, default=600.0, help="simulated seconds (--store)")
-    p.add_argument("--seed", type=int, help="scenario seed (--store)")
-    p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser(
-        "calibrate", help="fit receivers from captures with truth, or interactively on site"
-    )
-    p.add_argument("--from", dest="captures", nargs="+", help="capture CSVs with truth")
-    p.add_argument("--receivers", help="receiver positions (JSON), with --from")
-    p.add_argument(
-        "--interactive", action="store_true", help="hold a beacon at known distances on site"
-    )
-    p.add_argument("--device", help="the beacon held (its id as scan shows it), --interactive")
-    p.add_argument("--distances", default="1,2,4,8", help="metres, in order (default 1,2,4,8)")
-    p.add_argument("--seconds", type=POSITIVE, default=20.0, help="recorded per distance")
-    p.add_argument("--receiver", help="receiver held against (default: loudest at the first)")
-    p.add_argument("--out", required=True, help="calibration TOML to write")
-    p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
-    p.set_defaults(func=cmd_calibrate)
-
-    p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
-    p.add_argument("--out", default="contract")
-    p.set_defaults(func=cmd_schema)
-    return parser
+COMMANDS: dict[str, Command] = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "demo": cmd_demo,
+    "get-config": cmd_get_config,
+    "consent": cmd_consent,
+    "erase": cmd_erase,
+    "scan": cmd_scan,
+    "record": cmd_record,
+    "replay": cmd_replay,
+    "eval": cmd_eval,
+    "calibrate": cmd_calibrate,
+    "status": cmd_status,
+    "doctor": cmd_doctor,
+    "schema": cmd_schema,
+}
+"""Each command of ``cli_args.build_parser`` and what carries it out."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``edge-agent``."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(COMMANDS[args.command](args))
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -83,8 +83,8 @@ def environment_issues(
         return issue_at(loc, value, message, lines)
 
     src = cfg.source
-    for key, file in (("scenario", src.scenario), ("path", src.path)):
-        if file is not None and not file.is_file():
+    for key, file, kind in (("scenario", src.scenario, "sim"), ("path", src.path, "replay")):
+        if src.kind == kind and file is not None and not file.is_file():
             yield issue(("source", key), str(file), "file not found")
     try:
         load_consents(cfg.consent_path)

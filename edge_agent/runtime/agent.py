@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent import topics
+from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig
+from edge_agent.contract import HealthPayload
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.tick import Pipeline, Ticker
-from edge_agent.runtime import control
+from edge_agent.runtime import control, lifecycle
 from edge_agent.runtime.health import Reporter
 from edge_agent.runtime.notify import sd_notify
 from edge_agent.runtime.outbox import Outbox
@@ -89,6 +90,8 @@ class Agent:
             return {"ok": True, **self.rights.erase(str(request["device"]))}
         if op == "ping":
             return {"ok": True, "gateway": self.cfg.gateway.id}
+        if op == "status":
+            return {"ok": True, **self.status()}
         return {"ok": False, "error": f"unknown request {op!r}"}
 
     # ------------------------------------------------------------------- run
@@ -102,6 +105,8 @@ class Agent:
             self.source.name,
             self.cfg.mqtt.urls[0] if len(self.cfg.mqtt.urls) == 1 else "several brokers",
         )
+        run = lifecycle.record_start(self.cfg.gateway.state_dir)
+        how = "failed"
         try:
             with self.outbox:
                 async with self.publisher, asyncio.TaskGroup() as tg:
@@ -117,10 +122,14 @@ class Agent:
                     await self._drain()
                     for task in others:
                         task.cancel()
+            how = "stopped" if self.feed.stopped else "its source ended"
         except BaseExceptionGroup as group:
-            raise source_error(group) from None
+            err = source_error(group)
+            how = f"failed: {err}"
+            raise err from None
         finally:
             sd_notify("STOPPING=1")
+            lifecycle.record_end(self.cfg.gateway.state_dir, run, how)
         _LOGGER.info("agent %s: stopped", self.cfg.gateway.id)
         return 0
 
@@ -138,22 +147,37 @@ class Agent:
             )
         await self.publisher.close()
 
+    def health(self) -> HealthPayload:
+        """Every part's counters now."""
+        return self.reporter.health(
+            self.pipeline,
+            self.outbox,
+            self.publisher,
+            self.source,
+            self.feed.sink,
+            self.rights.counters,
+            self.warnings,
+        )
+
+    def status(self) -> dict[str, object]:
+        """For ``edge-agent status`` (local, owner only): health and who is in each zone."""
+        zones = dict.fromkeys((z.id for z in self.cfg.zones), 0)
+        for st in self.pipeline.presence.states.values():
+            if st.zone in zones:
+                zones[st.zone] += 1
+        return {
+            "gateway": self.cfg.gateway.id,
+            "version": __version__,
+            "health": self.health().model_dump(mode="json"),
+            "zones": zones,
+        }
+
     async def _health_loop(self) -> None:
         interval = self.cfg.health.interval_s
         while True:
             await asyncio.sleep(interval)
-            payload = self.reporter.health(
-                self.pipeline,
-                self.outbox,
-                self.publisher,
-                self.source,
-                self.feed.sink,
-                self.rights.counters,
-                self.warnings,
-            )
-            self.publisher.publish_control(
-                topics.HEALTH, payload.model_dump_json().encode(), qos=0, retain=False
-            )
+            payload = self.health().model_dump_json().encode()
+            self.publisher.publish_control(topics.HEALTH, payload, qos=0, retain=False)
 
     async def _process(self) -> None:
         """Source batches → ticks of source time → pipeline → outbox (one transaction per

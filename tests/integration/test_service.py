@@ -34,6 +34,7 @@ def test_unit_key_settings() -> None:
     svc = _service()
     assert svc["Type"] == "notify"
     assert int(svc["WatchdogSec"]) >= 15  # the pipeline pings every 5 s
+    assert int(svc["TimeoutStartSec"]) >= 180  # a cold numba cache on a Pi
     assert svc["ExecStart"].endswith("edge-agent run --config /etc/edge-agent/agent.toml")
     assert "check-config" in svc["ExecStartPre"]
     assert svc["StateDirectory"] == "edge-agent"
@@ -48,7 +49,10 @@ def test_unit_hardening_settings() -> None:
     assert svc["DynamicUser"] == "yes" and "User" not in svc
     assert svc["CacheDirectory"] == "edge-agent"
     assert svc["Environment"].count("NUMBA_CACHE_DIR=/var/cache/edge-agent/") == 1
-    assert svc["LoadCredential"] == "mqtt-password:/etc/edge-agent/mqtt-password"
+    # the password is optional: the unit loads no credential; the drop-in does, when wanted
+    assert "LoadCredential" not in svc
+    drop_in = (ROOT / "systemd" / "mqtt-password.conf").read_text()
+    assert "\nLoadCredential=mqtt-password:/etc/edge-agent/mqtt-password\n" in drop_in
     assert svc["CapabilityBoundingSet"] == "" and svc["AmbientCapabilities"] == ""
     assert svc["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
     assert svc["SystemCallFilter"].startswith("@system-service")

@@ -11,6 +11,7 @@ from tests.support.paths import CONFIG_DIR
 
 COMMANDS = [
     "run", "check-config", "demo", "get-config", "consent", "erase", "scan", "record", "replay",
+    "status", "doctor",
     "eval", "calibrate", "schema",
 ]  # fmt: skip
 
