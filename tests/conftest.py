@@ -38,3 +38,12 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+SLOW_FIRST = ("tests/faults/", "tests/integration/test_install.py", "test_fuzz_")
+"""Started first, so that parallel workers are not left waiting on one long test at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (a stable sort: the rest keep their order)."""
+    items.sort(key=lambda item: not any(s in item.nodeid for s in SLOW_FIRST))

@@ -163,7 +163,8 @@ def _running_agent(cfg: Path) -> tuple[subprocess.Popen[str], StderrTail]:
 
 def test_consent_and_revoke_in_the_running_agent(tmp_path: Path) -> None:
     """A store sensor (public address, unregistered: pseudonymous) is consented under a stable
-    id while the agent runs, then revoked: its buffered events go with it."""
+    id while the agent runs (as an asset, so that it is located too), then revoked: its buffered
+    events go with it."""
     dead = f"mqtt://127.0.0.1:{free_port()}"
     # a pinned midday start: no key rotation can fall inside the test, whenever it runs
     cfg = _day_config(tmp_path, dead, 100_000.0, 1_772_442_000.0)  # 2026-03-02 09:00 UTC
@@ -171,7 +172,7 @@ def test_consent_and_revoke_in_the_running_agent(tmp_path: Path) -> None:
     proc, tail = _running_agent(cfg)
     try:
         out = _cli(cfg, "consent", "add", "a4:c1:38:00:00:01", "--id", "fridge-consented",
-                   "--kind", "sensor").stdout  # fmt: skip
+                   "--kind", "asset").stdout  # fmt: skip
         assert "applied by the running agent" in out
         wait_until(lambda: len(_outbox_rows(tmp_path, "fridge-consented")) >= 2, 60, "rows")
         listed = _cli(cfg, "consent", "list").stdout
