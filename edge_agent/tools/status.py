@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.errors import EdgeAgentError
 from edge_agent.runtime.control import request
 from edge_agent.runtime.lifecycle import read_last_run
 
@@ -94,6 +93,3 @@ def _span(seconds: float) -> str:
 def as_json(running: bool, facts: dict[str, Any]) -> str:
     """The status for a program."""
     return json.dumps({"running": running, **facts}, indent=2, default=str)
-
-
-__all__ = ["NOT_RUNNING", "EdgeAgentError", "as_json", "gather", "render"]
