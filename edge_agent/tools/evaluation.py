@@ -17,7 +17,6 @@ The baselines follow the peers' code:
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,11 +25,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent import inputs
 from edge_agent.config import ProximityConfig
 from edge_agent.errors import SourceError
+from edge_agent.inputs import InputError
 from edge_agent.models import DeviceClass
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.proximity import DeviceTable
+from edge_agent.runtime.sources.replay import capture_rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -56,27 +58,28 @@ class Capture:
     """True position, shape (n, 3), metres."""
 
 
+CAPTURE_COLUMNS = ("t", "receiver", "rssi", "truth_x", "truth_y")
+"""The columns a capture with truth must have."""
+
+
 def load_capture(path: Path) -> Capture:
     """A capture CSV with ``truth_x, truth_y[, truth_z]`` columns."""
     rows: list[tuple[float, str, float, float, float, float]] = []
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            for lineno, row in enumerate(csv.DictReader(handle), 2):
-                try:
-                    rows.append(
-                        (
-                            float(row["t"]),
-                            row["receiver"],
-                            float(row["rssi"]),
-                            float(row["truth_x"]),
-                            float(row["truth_y"]),
-                            float(row.get("truth_z") or 0.0),
-                        )
-                    )
-                except (KeyError, TypeError, ValueError) as err:
-                    raise SourceError(f"capture:{path}", f"line {lineno}: {err!r}") from err
-    except OSError as err:
-        raise SourceError(f"capture:{path}", err.strerror or str(err)) from err
+    source = f"capture:{path}"
+    for lineno, row in capture_rows(path, CAPTURE_COLUMNS, source):
+        try:
+            rows.append(
+                (
+                    float(row["t"]),
+                    row["receiver"],
+                    float(row["rssi"]),
+                    float(row["truth_x"]),
+                    float(row["truth_y"]),
+                    float(row.get("truth_z") or 0.0),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise SourceError(source, f"line {lineno}: {err!r}") from None
     names = tuple(sorted({r[1] for r in rows}))
     index = {n: i for i, n in enumerate(names)}
     return Capture(
@@ -294,14 +297,14 @@ def load_positions(path: Path) -> dict[str, tuple[float, float, float]]:
     import json
 
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(inputs.read_text(path))
         return {
             str(r["id"]): (float(r["x"]), float(r["y"]), float(r.get("z", 0.0)))
             for r in doc["receivers"]
         }
-    except OSError as err:
-        raise SourceError(f"receivers:{path}", err.strerror or str(err)) from err
-    except (ValueError, KeyError, TypeError) as err:
+    except InputError as err:
+        raise SourceError(f"receivers:{path}", err.reason) from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise SourceError(
             f"receivers:{path}", f"expected receivers with id, x, y: {err!r}"
         ) from err

@@ -17,7 +17,7 @@ from edge_agent.config.checks import load_checked
 from edge_agent.errors import ConfigError
 from tests.support.cli import run_cli
 from tests.support.configs import MINIMAL
-from tests.support.paths import CONFIG_DIR
+from tests.support.paths import CONFIG_DIR, TRACKS
 
 MAX_OUTPUT = 20_000
 """An error report is for a person: it stays short, whatever the file."""
@@ -246,3 +246,20 @@ def test_demo_with_a_broker_that_refuses_says_so() -> None:
     proc = run_cli("demo", "--broker", "mqtt://127.0.0.1:1", "--duration", "2", expect=1)
     assert "cannot connect" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_captures_and_receiver_files_that_are_not_text_are_named(
+    tmp_path: Path, command: str
+) -> None:
+    binary = tmp_path / "capture.csv"
+    binary.write_bytes(bytes(range(256)) * 20)
+    receivers = str(TRACKS / "receivers.json")
+    out = ["--out", str(tmp_path / "c.toml")] if command == "calibrate" else []
+    capture = ["--from", str(binary)] if command == "calibrate" else [str(binary)]
+    proc = run_cli(command, *capture, "--receivers", receivers, *out, expect=1, timeout=60)
+    assert "Traceback" not in proc.stderr and "capture.csv" in proc.stderr, proc.stderr[-500:]
+    track = ["--from" if command == "calibrate" else "", str(TRACKS / "straight_01.csv")]
+    proc = run_cli(command, *[a for a in track if a], "--receivers", "/dev/zero", *out,
+                   expect=1, timeout=60)  # fmt: skip
+    assert "Traceback" not in proc.stderr and "larger than" in proc.stderr, proc.stderr[-500:]

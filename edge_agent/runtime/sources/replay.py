@@ -6,7 +6,7 @@ import asyncio
 import csv
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edge_agent import inputs
@@ -58,27 +58,62 @@ def advert_from_json(line: str) -> Advert:
 def read_adverts(path: Path) -> Iterator[Advert]:
     """Adverts of a recording (``.jsonl``) or a capture CSV (``.csv``), in file order."""
     source = f"replay:{path}"
+    if path.suffix.lower() == ".csv":
+        for lineno, row in capture_rows(path, CSV_COLUMNS, source):
+            try:
+                t = float(row["t"])
+                yield Advert(
+                    address=str(row["address"]),
+                    rssi=round(float(row["rssi"])),
+                    t=t,
+                    wall=t,
+                    receiver=str(row["receiver"]),
+                )
+            except BAD_LINE as err:
+                raise SourceError(source, f"line {lineno}: {_why(err)}") from None
+        return
+    for lineno, line in _lines(path, source):
+        if not line.strip():
+            continue
+        try:
+            yield advert_from_json(line)
+        except BAD_LINE as err:
+            raise SourceError(source, f"line {lineno}: {_why(err)}") from None
+
+
+def _lines(path: Path, source: str) -> Iterator[tuple[int, str]]:
+    """(number, text) of every line, bounded and decoded (``SourceError`` naming the file)."""
     try:
         handle = path.open("rb")
     except OSError as err:
         raise SourceError(source, err.strerror or str(err)) from err
     with handle:
-        numbered = inputs.lines(handle)
         try:
-            if path.suffix.lower() == ".csv":
-                yield from _csv_adverts(numbered, source)
-                return
-            for lineno, line in numbered:
-                if not line.strip():
-                    continue
-                try:
-                    yield advert_from_json(line)
-                except BAD_LINE as err:
-                    raise SourceError(source, f"line {lineno}: {_why(err)}") from None
+            yield from inputs.lines(handle)
         except InputError as err:
             raise SourceError(source, err.reason) from None
         except OSError as err:
             raise SourceError(source, err.strerror or str(err)) from err
+
+
+def capture_rows(
+    path: Path, columns: Sequence[str], source: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a capture CSV (DESIGN §4) with their line numbers; ``SourceError`` naming
+    the line when the header lacks one of ``columns`` or a line is not CSV text."""
+    reader = csv.DictReader(line for _, line in _lines(path, source))
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or ())]
+        if missing:
+            raise SourceError(
+                source,
+                f"line 1: the header has no column {', '.join(missing)} (a capture "
+                f"starts with {','.join(columns)})",
+            )
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error as err:
+        raise SourceError(source, f"line {reader.line_num}: {_why(err)}") from None
 
 
 BAD_LINE = (
@@ -100,30 +135,6 @@ def _why(err: BaseException) -> str:
 
 CSV_COLUMNS = ("t", "receiver", "address", "rssi")
 """The columns a capture must have (DESIGN §4)."""
-
-
-def _csv_adverts(numbered: Iterator[tuple[int, str]], source: str) -> Iterator[Advert]:
-    """A capture CSV: ``t,receiver,address,rssi[,…]`` with a header line."""
-    reader = csv.DictReader(line for _, line in numbered)
-    try:
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise SourceError(
-                source,
-                f"line 1: the header has no column {', '.join(missing)} (a capture "
-                f"starts with {','.join(CSV_COLUMNS)})",
-            )
-        for row in reader:
-            t = float(row["t"])
-            yield Advert(
-                address=str(row["address"]),
-                rssi=round(float(row["rssi"])),
-                t=t,
-                wall=t,
-                receiver=str(row["receiver"]),
-            )
-    except BAD_LINE as err:
-        raise SourceError(source, f"line {reader.line_num}: {_why(err)}") from None
 
 
 class ReplaySource:
