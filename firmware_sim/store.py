@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge_agent import inputs
 from edge_agent.errors import ScenarioError
+from edge_agent.inputs import InputError
 from edge_agent.models import Advert
 from firmware_sim.devices import (
     DoorSensor,
@@ -140,10 +142,10 @@ def load_scenario(path: str | Path) -> ScenarioSpec:
     """Read and validate a scenario file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(inputs.read_text(path))
         spec = ScenarioSpec.model_validate(data)
-    except OSError as err:
-        raise ScenarioError(str(path), err.strerror or str(err)) from err
+    except InputError as err:
+        raise ScenarioError(str(path), err.reason) from None
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(str(path), f"not valid TOML: {err}") from err
     except ValidationError as err:

@@ -263,3 +263,11 @@ def test_captures_and_receiver_files_that_are_not_text_are_named(
     proc = run_cli(command, *[a for a in track if a], "--receivers", "/dev/zero", *out,
                    expect=1, timeout=60)  # fmt: skip
     assert "Traceback" not in proc.stderr and "larger than" in proc.stderr, proc.stderr[-500:]
+
+
+def test_a_scenario_that_is_not_text_is_named(tmp_path: Path) -> None:
+    scenario = tmp_path / "store.toml"
+    scenario.write_bytes(bytes(range(256)) * 4)
+    proc = run_cli("demo", "--scenario", str(scenario), "--duration", "2", expect=1)
+    assert "not UTF-8 text" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
