@@ -215,7 +215,7 @@ def run_demo(
         try:
             cfg = load_checked(config, overrides, secrets=broker_url is not None)
         except ConfigError as err:
-            console.print(str(err), markup=False)
+            console.print(str(err), markup=False, soft_wrap=True)
             return 2
         # Never the real gateway's ids or retained status: the demo is "<gateway>-demo", and
         # its retained status is cleared when it ends.
@@ -235,7 +235,7 @@ def run_demo(
         finally:
             sub.close()
     except EdgeAgentError as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         return 1
     finally:
         if broker is not None:
