@@ -230,14 +230,18 @@ class Identity:
             end = next_rotation(wall, self._rotate_at, self._tz)
             new_period = (min(previous_rotation(end, self._rotate_at, self._tz), wall), end)
         if period is not None:  # a new day (or the clock went back over a boundary)
-            for i in range(len(self._key)):
-                self._key[i] = 0  # destroy the old key before dropping it
-            self._key = bytearray(secrets.token_bytes(KEY_BYTES))
             self.stats.key_rotations += 1
             self._clear_caches()
         if self._day_keys is not None:
-            self._key = bytearray(self._day_keys(new_period[1]))
+            self._replace_key(self._day_keys(new_period[1]))
+        elif period is not None:
+            self._replace_key(secrets.token_bytes(KEY_BYTES))
         self._period = new_period
+
+    def _replace_key(self, key: bytes) -> None:
+        for i in range(len(self._key)):
+            self._key[i] = 0  # destroy the old key before dropping it
+        self._key = bytearray(key)
 
     @property
     def key_until(self) -> float:
