@@ -147,8 +147,8 @@ class Agent:
             )
         await self.publisher.close()
 
-    def health(self) -> HealthPayload:
-        """Every part's counters now."""
+    def health(self, *, mark: bool = True) -> HealthPayload:
+        """Every part's counters now (``mark``: rates start again from here)."""
         return self.reporter.health(
             self.pipeline,
             self.outbox,
@@ -157,6 +157,7 @@ class Agent:
             self.feed.sink,
             self.rights.counters,
             self.warnings,
+            mark=mark,
         )
 
     def status(self) -> dict[str, object]:
@@ -168,7 +169,7 @@ class Agent:
         return {
             "gateway": self.cfg.gateway.id,
             "version": __version__,
-            "health": self.health().model_dump(mode="json"),
+            "health": self.health(mark=False).model_dump(mode="json"),
             "zones": zones,
         }
 

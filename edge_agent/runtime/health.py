@@ -94,14 +94,18 @@ class Reporter:
         sink: AdvertSink,
         privacy: PrivacyCounters,
         warnings: list[str] | None = None,
+        *,
+        mark: bool = True,
     ) -> HealthPayload:
-        """Every part's counters now; rates since the previous call."""
+        """Every part's counters now; rates since the previous marked call (the periodic
+        ``health``; a ``status`` request looks without moving the mark)."""
         now = time.monotonic()
         mark_t, mark_adv, mark_pub = self._rate_mark
         adverts = pipeline.stats.adverts
         ps = publisher.stats
         dt = max(now - mark_t, 1e-6)
-        self._rate_mark = (now, adverts, ps.published)
+        if mark:
+            self._rate_mark = (now, adverts, ps.published)
         d = pipeline.decode_stats
         usage = resource.getrusage(resource.RUSAGE_SELF)
         ids = pipeline.identity.stats
