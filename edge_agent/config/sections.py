@@ -118,6 +118,14 @@ class MqttTlsConfig(_Section):
     """Oldest TLS version accepted."""
 
 
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """Host, port and whether TLS is used, of a broker URL as ``mqtt.urls`` holds it (the port
+    defaults to 1883, or 8883 for ``mqtts://``)."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "mqtts"
+    return parts.hostname or "localhost", parts.port or (8883 if tls else 1883), tls
+
+
 class MqttConfig(_Section):
     """``[mqtt]``: the broker and the topic root."""
 

@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -33,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import topics
 from edge_agent.config import AgentConfig
+from edge_agent.config.sections import broker_address
 from edge_agent.contract import StatusState
 from edge_agent.errors import PublishError
 from edge_agent.runtime.outbox import Outbox
@@ -260,10 +260,7 @@ class Publisher:
     async def _connect(self, url: str) -> _Link:
         """A fresh client connected to ``url`` and its CONNACK accepted, or ``PublishError``."""
         loop = asyncio.get_running_loop()
-        parts = urlsplit(url)
-        host = parts.hostname or "localhost"
-        tls = parts.scheme == "mqtts"
-        port = parts.port or (8883 if tls else 1883)
+        host, port, tls = broker_address(url)
         self.broker = f"{host}:{port}"
         client = self._new_client()
         if tls:

@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge_agent.config.checks import load_checked
+from edge_agent.config.sections import broker_address
 from edge_agent.errors import ConfigError, EdgeAgentError, PublishError
 from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
@@ -32,7 +33,7 @@ class Subscriber:
     """Counts what really arrives at the broker under the gateway's root."""
 
     def __init__(self, url: str, root: str) -> None:
-        host, _, port = url.split("://", 1)[1].partition(":")
+        host, port, _ = broker_address(url)
         self.received = 0
         self.by_type: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
@@ -42,7 +43,7 @@ class Subscriber:
         self._client.on_connect = lambda c, *_: c.subscribe(f"{root}/#", qos=1)
         self._client.on_message = self._on_message
         try:
-            self._client.connect(host, int(port or 1883), 30)
+            self._client.connect(host, port, 30)
         except (OSError, ValueError) as err:
             raise PublishError(url, f"cannot connect: {err}") from None
         self._client.loop_start()

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from edge_agent.config import AgentConfig
 from edge_agent.config.loading import radio_receivers
+from edge_agent.config.sections import broker_address
 from edge_agent.errors import EdgeAgentError
 from edge_agent.runtime.sources.bluez import BluezWatch
 from edge_agent.runtime.tls import client_context, explain
@@ -120,9 +120,7 @@ def _bluetooth_group() -> Finding:
 
 
 def _broker(url: str, cfg: AgentConfig) -> Finding:
-    parts = urlsplit(url)
-    tls = parts.scheme == "mqtts"
-    host, port = parts.hostname or "localhost", parts.port or (8883 if tls else 1883)
+    host, port, tls = broker_address(url)
     name = f"broker {host}:{port}"
     try:
         with socket.create_connection((host, port), TIMEOUT_S) as sock:

@@ -308,3 +308,11 @@ def test_device_zones_and_radii_are_checked(write_config: Callable[[str], Path])
         "agent.toml:9: zones[0].radius_m = 9.0: is beyond proximity.far_m = 8: a device "
         "inside the zone would be 'gone'; lower the radius or raise far_m"
     ]
+
+
+def test_broker_addresses_default_their_port_by_scheme() -> None:
+    from edge_agent.config.sections import broker_address
+
+    assert broker_address("mqtt://broker") == ("broker", 1883, False)
+    assert broker_address("mqtts://broker") == ("broker", 8883, True)
+    assert broker_address("mqtts://10.1.2.3:9883") == ("10.1.2.3", 9883, True)
