@@ -110,11 +110,7 @@ def replay(
     def run_tick(batch: list[Advert], now: float) -> None:
         out = pipeline.process(batch, now, wall0 + (now - t0))
         counts.update(e.type for e in out)
-        if events is not None and out:
-            events.write("".join(event_line(e) + "\n" for e in out))
-        if writer is not None and pipeline.sample_log:
-            writer.write(pipeline.sample_log)
-            pipeline.sample_log.clear()
+        _write(pipeline, out, events, writer)
 
     ticker = Ticker(cfg.pipeline.tick_s, run_tick)
     for advert in read_adverts(path):
@@ -158,11 +154,20 @@ def replay_hook(
     writer = _writer(agent.cfg, estimates, receivers, agent.pipeline)
 
     def on_tick(agent: Agent, out: list[ContextEvent]) -> None:
-        if events is not None and out:
-            events.write("".join(event_line(e) + "\n" for e in out))
-        log = agent.pipeline.sample_log
-        if writer is not None and log:
-            writer.write(log)
-            log.clear()
+        _write(agent.pipeline, out, events, writer)
 
     return on_tick
+
+
+def _write(
+    pipeline: Pipeline,
+    out: list[ContextEvent],
+    events: IO[str] | None,
+    writer: EstimateWriter | None,
+) -> None:
+    """A tick's events to ``--events``, its samples to ``--estimates``."""
+    if events is not None and out:
+        events.write("".join(event_line(e) + "\n" for e in out))
+    if writer is not None and pipeline.sample_log:
+        writer.write(pipeline.sample_log)
+        pipeline.sample_log.clear()

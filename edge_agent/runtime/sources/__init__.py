@@ -122,10 +122,6 @@ class SourceFeed:
         """End the batches (what is queued by then is still handed out)."""
         self._stop.set()
 
-    async def wait_stopped(self) -> None:
-        """Return once ``stop()`` was called."""
-        await self._stop.wait()
-
     async def __aenter__(self) -> SourceFeed:
         if self._signals:
             loop = asyncio.get_running_loop()
