@@ -146,23 +146,24 @@ def _broker(url: str, cfg: AgentConfig) -> Finding:
     return Finding(name, True, "reachable")
 
 
-def _state_dir(path: Path) -> Finding:
+def _directory(check: str, path: Path, made_by: str) -> Finding | None:
+    """A finding when ``path`` is not there (fine: ``made_by`` makes it) or not writable."""
     if not path.exists():
         return Finding(
-            "state directory",
-            True,
-            f"{path}: not there yet (the unit's StateDirectory= makes it at the first start)",
+            check, True, f"{path}: not there yet ({made_by} makes it at the first start)"
         )
     try:
         with tempfile.NamedTemporaryFile(dir=path):
             pass
     except OSError as err:
-        return Finding(
-            "state directory",
-            False,
-            f"{path}: {err.strerror or err}",
-            "under systemd the unit's StateDirectory= makes it",
-        )
+        return Finding(check, False, f"{path}: {err.strerror or err}", f"{made_by} makes it")
+    return None
+
+
+def _state_dir(path: Path) -> Finding:
+    found = _directory("state directory", path, "the unit's StateDirectory=")
+    if found is not None:
+        return found
     free = shutil.disk_usage(path).free / 2**20
     if free < 64:
         return Finding(
@@ -204,18 +205,9 @@ def _numba_cache() -> Finding:
     if not where:
         return Finding("numba cache", True, "next to the package (NUMBA_CACHE_DIR not set)")
     path = Path(where)
-    if not path.exists():
-        return Finding("numba cache", True, f"{path}: not there yet (made at the first start)")
-    try:
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        return Finding(
-            "numba cache",
-            False,
-            f"{path}: {err.strerror or err}",
-            "the unit's CacheDirectory= makes it; else start-up compiles every time",
-        )
+    found = _directory("numba cache", path, "the unit's CacheDirectory=")
+    if found is not None:
+        return found
     warm = any(path.rglob("*.nbi"))
     return Finding(
         "numba cache",
