@@ -61,8 +61,26 @@ class PresencePayload(Envelope):
     confidence: float = Field(
         ge=0,
         le=1,
-        description="Probability, under the distance uncertainty, that the device is nearer to "
-        "this receiver than to any other and within the zone's radius.",
+        description="Probability that the device is in the zone: on a floor plan, the zone's "
+        "probability under the fused position; without one, the probability, under the "
+        "distance uncertainty, that the device is nearer to this receiver than to any other and "
+        "within the zone's radius.",
+    )
+    x: float | None = Field(
+        None,
+        description="Fused position on the store's floor plan, metres east (null without a "
+        "floor plan; on exit, the last position inside the zone). Added in v1 (additive).",
+    )
+    y: float | None = Field(
+        None,
+        description="Fused position on the store's floor plan, metres north. Added in v1 "
+        "(additive).",
+    )
+    position_error_m: float | None = Field(
+        None,
+        ge=0,
+        description="Spread of the fused position (root of the summed variances of x and y), "
+        "metres. Added in v1 (additive).",
     )
 
 

@@ -314,7 +314,14 @@ class PresenceBody:
     dwell_s: float
     """Time in the zone so far (0 on ``enter``)."""
     confidence: float
-    """Probability that the device is where the event says."""
+    """Probability that the device is where the event says (on a floor plan: the zone's
+    probability)."""
+    x: float | None = None
+    """Fused position on the floor plan, metres (``None`` without a plan)."""
+    y: float | None = None
+    """Fused position on the floor plan, metres."""
+    position_error_m: float | None = None
+    """Spread of the fused position, metres."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -2,10 +2,16 @@
 on, and — in ``checks``, imported on its own — the step that looks at the files and variables it
 names. Importing this package reads nothing."""
 
+from edge_agent.config.floor import (
+    CalibrationConfig,
+    FusionConfig,
+    ReceiverCalibration,
+    ReceiverConfig,
+    ZoneConfig,
+)
 from edge_agent.config.loading import load_config, parse_config, read_calibration
 from edge_agent.config.sections import (
     AgentConfig,
-    CalibrationConfig,
     DeviceConfig,
     FilterConfig,
     FleetConfig,
@@ -18,11 +24,8 @@ from edge_agent.config.sections import (
     PresenceConfig,
     PrivacyConfig,
     ProximityConfig,
-    ReceiverCalibration,
-    ReceiverConfig,
     SensorsConfig,
     SourceConfig,
-    ZoneConfig,
 )
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "DeviceConfig",
     "FilterConfig",
     "FleetConfig",
+    "FusionConfig",
     "GatewayConfig",
     "HealthConfig",
     "MqttConfig",

@@ -18,7 +18,7 @@ from edge_agent.config.loading import Validated, issue_at, read_text, validate
 from edge_agent.config.sections import AgentConfig
 from edge_agent.errors import ConfigError, ConfigIssue, ConsentError
 from edge_agent.runtime.consent import load_consents
-from edge_agent.runtime.secrets import credential_path
+from edge_agent.runtime.secrets import credential_path, store_secret_path, store_secret_problem
 
 
 def load_checked(
@@ -110,6 +110,19 @@ def environment_issues(
             )
         elif cred is not None and not os.access(cred, os.R_OK):
             yield issue(("mqtt", "password_credential"), m.password_credential, "cannot be read")
+    priv = cfg.privacy
+    cred_name = priv.store_secret_credential
+    if cred_name is not None and credentials and credential_path(cred_name) is None:
+        yield issue(
+            ("privacy", "store_secret_credential"),
+            priv.store_secret_credential,
+            "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
+            f"LoadCredential={priv.store_secret_credential}:<file>, or use store_secret_file",
+        )
+    secret = store_secret_path(priv)
+    if secret is not None and (problem := store_secret_problem(secret)) is not None:
+        key = "store_secret_file" if priv.store_secret_file else "store_secret_credential"
+        yield issue(("privacy", key), str(secret), problem)
     for key in ("ca_file", "cert_file", "key_file"):
         file = getattr(m.tls, key)
         if file is not None and not os.access(file, os.R_OK):

@@ -11,15 +11,16 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from edge_agent import inputs
-from edge_agent.config.sections import AgentConfig, CalibrationConfig
+from edge_agent import geometry, inputs
+from edge_agent.config.floor import CalibrationConfig
+from edge_agent.config.sections import AgentConfig
 from edge_agent.errors import ConfigError, ConfigIssue
 from edge_agent.ids import PATTERN_MESSAGES
 from edge_agent.inputs import InputError
@@ -337,9 +338,14 @@ def _cross_checks(
             yield issue((name, i, "id"), items[i].id, f"duplicate id in {name}")
     zone_ids = {z.id for z in cfg.zones}
     for i, rx in enumerate(cfg.receivers):
-        if rx.zone not in zone_ids:
+        if rx.zone is None and not cfg.floor_plan:
+            yield issue(
+                ("receivers", i, "zone"), None, "required without a floor plan (receiver x, y)"
+            )
+        elif rx.zone is not None and rx.zone not in zone_ids:
             known = ", ".join(sorted(zone_ids)) or "none defined"
             yield issue(("receivers", i, "zone"), rx.zone, f"no such zone (zones: {known})")
+    yield from _floor_checks(cfg, issue)
     for i, dev in enumerate(cfg.devices):
         if (dev.address is None) == (dev.beacon is None):
             yield issue(("devices", i), dev.id, "needs exactly one of 'address' or 'beacon'")
@@ -354,7 +360,7 @@ def _cross_checks(
             ("proximity", "near_m"), p.near_m, "bands must grow: immediate_m < near_m < far_m"
         )
     for i, zone in enumerate(cfg.zones):
-        if zone.radius_m > p.far_m:
+        if zone.radius_m > p.far_m and not cfg.floor_plan:
             yield issue(
                 ("zones", i, "radius_m"),
                 zone.radius_m,
@@ -384,6 +390,87 @@ def _cross_checks(
         )
     if not m.uses_tls and (tls.ca_file or tls.cert_file or has_key):
         yield issue(("mqtt", "urls"), None, "mqtt.tls is set but no URL is mqtts://")
+
+
+def _floor_checks(
+    cfg: AgentConfig, issue: Callable[[tuple[str | int, ...], object, str], ConfigIssue]
+) -> Iterable[ConfigIssue]:
+    """The floor plan: every receiver placed once any is, every zone a shape, receivers on
+    the plan, zones that do not overlap unless both allow it."""
+    if not cfg.floor_plan:
+        for i, zone in enumerate(cfg.zones):
+            if zone.shape is not None:
+                key = "rect" if zone.rect is not None else "polygon"
+                yield issue(
+                    ("zones", i, key),
+                    None,
+                    "a zone shape needs a floor plan: give the receivers their x and y",
+                )
+        return
+    for i, rx in enumerate(cfg.receivers):
+        for axis in ("x", "y"):
+            if getattr(rx, axis) is None:
+                yield issue(
+                    ("receivers", i, axis),
+                    None,
+                    "required: other receivers have positions (a floor plan), so every "
+                    "receiver needs one",
+                )
+    shapes = [(i, z, z.shape) for i, z in enumerate(cfg.zones)]
+    for i, _zone, shape in shapes:
+        if shape is None:
+            yield issue(
+                ("zones", i, "rect"), None, "required on a floor plan: give rect or polygon"
+            )
+    placed = [(i, z, s) for i, z, s in shapes if s is not None]
+    floor = cfg.fusion.floor
+    if floor is None and placed:
+        corners = [c for _, _, s in placed for c in s]
+        floor = (
+            min(c[0] for c in corners),
+            min(c[1] for c in corners),
+            max(c[0] for c in corners),
+            max(c[1] for c in corners),
+        )
+    if floor is not None:
+        x0, y0, x1, y1 = floor
+        margin = PLAN_MARGIN_M
+        what = "fusion.floor" if cfg.fusion.floor is not None else "the zones' extent"
+        for i, rx in enumerate(cfg.receivers):
+            if rx.x is None or rx.y is None:
+                continue
+            if not (x0 - margin <= rx.x <= x1 + margin and y0 - margin <= rx.y <= y1 + margin):
+                yield issue(
+                    ("receivers", i, "x"),
+                    rx.x,
+                    f"({rx.x:g}, {rx.y:g}) is outside the plan: {what} is "
+                    f"[{x0:g}, {y0:g}, {x1:g}, {y1:g}] (receivers may stand up to "
+                    f"{margin:g} m outside it)",
+                )
+        if cfg.fusion.floor is not None:
+            for i, zone, shape in placed:
+                bx0, by0, bx1, by1 = geometry.bounds(shape)
+                if bx0 < x0 or by0 < y0 or bx1 > x1 or by1 > y1:
+                    key = "rect" if zone.rect is not None else "polygon"
+                    yield issue(("zones", i, key), None, "reaches outside fusion.floor")
+    for a in range(len(placed)):
+        for b in range(a + 1, len(placed)):
+            (i, za, sa), (j, zb, sb) = placed[a], placed[b]
+            if za.overlap and zb.overlap:
+                continue
+            shared = geometry.overlap_area(sa, sb)
+            if shared > 0.05:
+                key = "rect" if zb.rect is not None else "polygon"
+                yield issue(
+                    ("zones", j, key),
+                    None,
+                    f"overlaps zone {za.id!r} by about {shared:.1f} m²; set overlap = true "
+                    "on both if a device may be in both",
+                )
+
+
+PLAN_MARGIN_M = 2.0
+"""How far outside the floor a receiver may stand (on a wall, above a door)."""
 
 
 def radio_receivers(cfg: AgentConfig) -> list[str]:

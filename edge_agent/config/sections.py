@@ -14,20 +14,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
 )
 
 from edge_agent import topics
+from edge_agent.config.base import Segment, _Section
+from edge_agent.config.floor import (
+    CalibrationConfig,
+    FusionConfig,
+    ReceiverConfig,
+    ZoneConfig,
+)
 from edge_agent.ids import (
     BEACON_PATTERN,
     ENV_PATTERN,
     MAC_PATTERN,
     PATTERN_MESSAGES,
-    RECEIVER_PATTERN,
     SEGMENT_PATTERN,
     TIME_PATTERN,
     UUID_PATTERN,
@@ -44,11 +48,6 @@ def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-Segment = Annotated[str, Field(pattern=SEGMENT_PATTERN)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GatewayConfig(_Section):
@@ -358,6 +357,13 @@ class PrivacyConfig(_Section):
     dropped from the outbox and counted as ``retention``."""
     k_anonymity: int = Field(3, ge=1, le=100)
     """Occupancy counts from 1 to k-1 are published as "fewer than k" (1 turns this off)."""
+    store_secret_file: ConfigPath | None = None
+    """The store's pseudonym secret (a 0600 file of at least 16 bytes, the same on every
+    gateway of the store): each day's key is derived from it and the date, so the store's
+    gateways give a device the same pseudonym that day, and no one else can. Unset (and no
+    credential): each gateway draws its own random key every day."""
+    store_secret_credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    """The same secret as a systemd credential (``LoadCredential=store-secret:/etc/…``)."""
 
     @field_validator("timezone")
     @classmethod
@@ -374,55 +380,6 @@ class HealthConfig(_Section):
 
     interval_s: float = Field(30.0, ge=1)
     """How often ``health`` is published (wall-clock seconds)."""
-
-
-class ReceiverConfig(_Section):
-    """``[[receivers]]``: a radio and the zone it watches."""
-
-    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
-    """Receiver id as adverts report it: the adapter (``hci0``) or a remote receiver's id."""
-    zone: Segment
-    """Zone this receiver covers (one of ``zones``)."""
-    rssi_offset_db: float = Field(0.0, ge=-30, le=30)
-    """Added to every RSSI this receiver reports (antenna and enclosure calibration)."""
-
-
-class ReceiverCalibration(_Section):
-    """One receiver's fitted model, as ``edge-agent calibrate`` writes it."""
-
-    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
-    """Receiver id."""
-    rssi_offset_db: float = Field(ge=-40, le=40)
-    """Added to the receiver's RSSI, so that a beacon's stated power at 1 m holds for it."""
-    path_loss_exponent: float = Field(ge=1.0, le=6.0)
-    """The receiver's own ``n`` in ``rssi = P1m - 10 n log10(d)``."""
-
-
-class CalibrationConfig(_Section):
-    """``[calibration]``: per-receiver models fitted by ``edge-agent calibrate``, from
-    ``file`` (the TOML it writes, relative to this file) and/or inline ``[[calibration.receivers]]``
-    (inline entries win). A receiver here overrides its ``rssi_offset_db`` and the global
-    ``proximity.path_loss_exponent``."""
-
-    file: str | None = None
-    """Calibration TOML to include."""
-    receivers: list[ReceiverCalibration] = Field(default_factory=list)
-    """The fitted receivers."""
-
-    def by_receiver(self) -> dict[str, ReceiverCalibration]:
-        """Receiver id → its calibration (the last entry for an id wins)."""
-        return {r.id: r for r in self.receivers}
-
-
-class ZoneConfig(_Section):
-    """``[[zones]]``: a named area of the store."""
-
-    id: Segment
-    """Zone id; a topic segment."""
-    name: str = ""
-    """Human-readable name."""
-    radius_m: float = Field(4.0, gt=0, le=100)
-    """A device is in this zone when its nearest receiver is this zone's and closer than this."""
 
 
 class DeviceConfig(_Section):
@@ -492,8 +449,14 @@ class AgentConfig(_Section):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     calibration: CalibrationConfig = CalibrationConfig()
     zones: list[ZoneConfig] = Field(default_factory=list)
+    fusion: FusionConfig = FusionConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     fleets: list[FleetConfig] = Field(default_factory=list)
+
+    @property
+    def floor_plan(self) -> bool:
+        """Whether receivers have positions: zones then come from fusion on the plan."""
+        return any(r.x is not None or r.y is not None for r in self.receivers)
 
     @property
     def outbox_path(self) -> Path:

@@ -14,7 +14,9 @@ from typing import Generic, TypeVar
 
 from edge_agent.config import AgentConfig
 from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame, SampleEstimate
+from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.identity import DeviceRef, Identity
 from edge_agent.pipeline.kernels import valid_rssi
 from edge_agent.pipeline.proximity import DeviceTable, stated_tx
@@ -22,6 +24,8 @@ from edge_agent.pipeline.sensors import SensorTracker
 from edge_agent.pipeline.zones import PresenceEngine
 
 T = TypeVar("T")
+NOT_ON_PLAN = (-1, 0.0)
+"""A receiver that is not on the floor plan: fusion skips its samples."""
 
 
 class Ticker(Generic[T]):
@@ -116,7 +120,16 @@ class Pipeline:
         self.table = DeviceTable(
             cfg.proximity, cfg.receivers, use_jit=use_jit, calibration=cfg.calibration
         )
-        self.presence = PresenceEngine(cfg)
+        plan = floorplan.build(cfg)
+        self.fusion = FusionEngine(plan, cfg.fusion, use_jit=use_jit) if plan else None
+        """On a floor plan: every receiver fused into one position per device."""
+        self._fusion_rx: dict[str, tuple[int, float]] = {}
+        if plan is not None:
+            model = floorplan.exponents(cfg)
+            self._fusion_rx = {
+                r: (i, model.get(r, (0.0, 0.0))[0]) for i, r in enumerate(plan.receivers)
+            }
+        self.presence = PresenceEngine(cfg, self.fusion)
         self.sensors = SensorTracker(cfg)
         self.decode_stats = DecodeStats()
         self.stats = PipelineStats()
@@ -160,6 +173,8 @@ class Pipeline:
         identity = self.identity
         table = self.table
         dstats = self.decode_stats
+        fusion, fusion_rx = self.fusion, self._fusion_rx
+        default_tx = self.cfg.proximity.tx_power_1m_dbm
         for adv in adverts:
             if not valid_rssi(adv.rssi):
                 self.stats.rejected_rssi += 1
@@ -173,11 +188,16 @@ class Pipeline:
                 for frame in frames:
                     if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
                         self.sensors.observe(ref, frame, adv.rssi, adv.t, adv.wall, out)
-            i = table.add(ref, adv, stated_tx(ref, frames))
+            tx = stated_tx(ref, frames)
+            i = table.add(ref, adv, tx)
             if log is not None and ref.publish:
                 logged.append((i, adv, ref.id))
             if ref.presence:  # sensors and fixed devices are heard, not located
                 touched[ref.id] = None
+                if fusion is not None:
+                    rx, offset = fusion_rx.get(adv.receiver, NOT_ON_PLAN)
+                    power = default_tx if tx is None else tx
+                    fusion.observe(ref.id, rx, adv.rssi + offset - power)
         self.stats.adverts += len(adverts)
         per_sample = table.flush(per_sample=log is not None)
         if log is not None and per_sample is not None:
@@ -187,17 +207,40 @@ class Pipeline:
                 for i, a, d in logged
             )
         presence = self.presence
+        if fusion is not None:
+            fusion.step(now)
         for device in touched:
             presence.evaluate(
-                self._refs[device], presence.locate(table, device, now), now, wall, out
+                self._refs[device],
+                presence.locate(table, device, now),
+                now,
+                wall,
+                out,
+                self._position(device, now),
             )
         for device, st in list(presence.states.items()):
             if device not in touched and (st.zone is not None or st.pending is not None):
-                presence.evaluate(st.ref, presence.locate(table, device, now), now, wall, out)
+                presence.evaluate(
+                    st.ref,
+                    presence.locate(table, device, now),
+                    now,
+                    wall,
+                    out,
+                    self._position(device, now),
+                )
         presence.occupancy(now, wall, out)
         self.sensors.beacon_health(now, wall, out)
         if now >= self._next_sweep:
             self._sweep(now)
+
+    def _position(self, device: str, now: float) -> Position | None:
+        """A device's fused position, unless it is older than ``gone_after_s``."""
+        if self.fusion is None:
+            return None
+        pos = self.fusion.position(device)
+        if pos is None or now - pos.t > self.cfg.proximity.gone_after_s:
+            return None
+        return pos
 
     def _sweep(self, now: float) -> None:
         """Forget devices gone for long, so memory follows the devices present."""
@@ -209,6 +252,8 @@ class Pipeline:
                 continue
             if self.table.last_seen(device) < horizon:
                 self.table.forget(device)
+                if self.fusion is not None:
+                    self.fusion.forget(device)
                 self.presence.drop(device)
                 self.sensors.forget(device)
                 del self._refs[device]
@@ -226,6 +271,8 @@ class Pipeline:
     def _drop(self, device: str) -> None:
         """Forget a device's signal, sensor and beacon state (not its presence)."""
         self.table.forget(device)
+        if self.fusion is not None:
+            self.fusion.forget(device)
         self.sensors.erase(device)
         self._refs.pop(device, None)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.models import ContextEvent, DeviceClass, OccupancyBody, PresenceBody, Priority
+from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.identity import DeviceRef
 from edge_agent.pipeline.proximity import DeviceTable, Estimate, band_for
 
@@ -31,13 +32,24 @@ class DeviceState:
     """The last estimate that placed the device in its zone (an ``exit`` reports it)."""
     in_zone_band: str = "gone"
     """The band of that estimate."""
+    position: Position | None = None
+    """The latest fused position (floor plan only)."""
+    in_zone_position: Position | None = None
+    """The last fused position that placed the device in its zone."""
 
 
 class PresenceEngine:
     """Turns per-device estimates into presence events and zone occupancy."""
 
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, fusion: FusionEngine | None = None) -> None:
         self.cfg = cfg
+        self.fusion = fusion
+        """On a floor plan: zones come from fused positions (``evaluate``'s ``pos``)."""
+        self._enter_p = cfg.fusion.enter_probability
+        self._exit_p = cfg.fusion.exit_probability
+        self._zone_index = (
+            {z: i for i, z in enumerate(fusion.plan.zones)} if fusion is not None else {}
+        )
         self._presence = cfg.presence
         self._prox = cfg.proximity
         self._zone_of_receiver = {r.id: r.zone for r in cfg.receivers}
@@ -84,13 +96,39 @@ class PresenceEngine:
         limit = self._radius[zone] + (self._prox.hysteresis_m if zone == st.zone else 0.0)
         return zone if est.distance_m <= limit else None
 
+    def _fused_candidate(self, st: DeviceState, pos: Position | None) -> str | None:
+        """The zone a fused position puts the device in: its current zone while that keeps
+        ``exit_probability``, else the most probable zone if it reaches
+        ``enter_probability``."""
+        if pos is None or not pos.zones:
+            return None
+        probs = pos.zones
+        if st.zone is not None:
+            i = self._zone_index.get(st.zone)
+            if i is not None and probs[i] >= self._exit_p:
+                return st.zone
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return (
+            self.fusion.plan.zones[best] if self.fusion and probs[best] >= self._enter_p else None
+        )
+
     def evaluate(
-        self, ref: DeviceRef, est: Estimate | None, now: float, wall: float, out: list[ContextEvent]
+        self,
+        ref: DeviceRef,
+        est: Estimate | None,
+        now: float,
+        wall: float,
+        out: list[ContextEvent],
+        pos: Position | None = None,
     ) -> None:
-        """Advance one device's machine to ``now``; append the events it produces to ``out``."""
+        """Advance one device's machine to ``now``; append the events it produces to ``out``.
+        On a floor plan, ``pos`` (its fused position, ``None`` once it is not heard) decides
+        the zone and ``est`` only describes the nearest receiver."""
         st = self.states.get(ref.id)
+        fused = self.fusion is not None
+        heard = pos is not None if fused else est is not None
         if st is None:
-            if est is None:
+            if not heard:
                 return
             st = self.states[ref.id] = DeviceState(ref)
         if est is not None:
@@ -98,13 +136,15 @@ class PresenceEngine:
             st.band = band_for(est.distance_m, st.band, self._prox)
         else:
             st.band = "gone"
-        cand = self._candidate(st, est)
+        st.position = pos
+        cand = self._fused_candidate(st, pos) if fused else self._candidate(st, est)
         if cand == st.zone:
             st.pending = cand
             st.pending_since = now
-            if est is not None and cand is not None:
-                st.anchor = est.receiver
+            if heard and cand is not None:
+                st.anchor = est.receiver if est is not None else None
                 st.in_zone, st.in_zone_band = est, st.band
+                st.in_zone_position = pos
             if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
                 self._emit(out, "update", st, st.zone, now, wall)
                 st.last_update = now
@@ -120,7 +160,7 @@ class PresenceEngine:
             limit = (
                 self._presence.min_dwell_s if cand is not None else self._presence.exit_debounce_s
             )
-            if est is not None and held < limit:
+            if heard and held < limit:
                 return
             self._emit(out, "exit", st, st.zone, now, wall)
             st.zone = None
@@ -128,6 +168,7 @@ class PresenceEngine:
             st.zone = cand
             st.anchor = est.receiver if est is not None else None
             st.in_zone, st.in_zone_band = est, st.band
+            st.in_zone_position = pos
             st.entered_at = now
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
@@ -170,10 +211,12 @@ class PresenceEngine:
     ) -> ContextEvent:
         # an exit describes the zone left: where the device last was in it, not where it went
         est, band = (st.in_zone, st.in_zone_band) if kind == "exit" else (st.last, st.band)
+        pos = st.in_zone_position if kind == "exit" else st.position
         distance = rssi = None
         receiver = None
         spread: tuple[float, float] | None = None
         confidence = 0.0
+        x = y = error = None
         if est is not None:
             distance = round(est.distance_m, 2)
             rssi = round(est.rssi, 1)
@@ -181,6 +224,17 @@ class PresenceEngine:
             lo, hi = est.distance_range_m
             spread = (round(lo, 2), round(hi, 2))
             confidence = round(self.confidence(est, zone), 3)
+        if pos is not None and self.fusion is not None:
+            # the nearest receiver, its distance and the band follow the fused position
+            receiver = pos.nearest
+            d = self.fusion.distance(pos, receiver)
+            distance = round(d, 2)
+            spread = (round(max(d - pos.error_m, 0.0), 2), round(d + pos.error_m, 2))
+            band = band_for(d, band, self._prox)
+            rssi = round(est.rssi, 1) if est is not None and est.receiver == receiver else rssi
+            i = self._zone_index.get(zone)
+            confidence = round(pos.zones[i], 3) if i is not None else 0.0
+            x, y, error = round(pos.x, 2), round(pos.y, 2), round(pos.error_m, 2)
         return ContextEvent(
             topic=topics.presence(st.ref.id),
             type=kind,
@@ -196,6 +250,9 @@ class PresenceEngine:
                 rssi=rssi,
                 dwell_s=round(now - st.entered_at, 3) if kind != "enter" else 0.0,
                 confidence=confidence,
+                x=x,
+                y=y,
+                position_error_m=error,
             ),
             priority=Priority.UPDATE if kind == "update" else Priority.PRESENCE,
         )

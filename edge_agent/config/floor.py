@@ -1,0 +1,176 @@
+"""The store's floor in ``agent.toml``: receivers (where they are), their calibration, zones
+(radius around a receiver, or shapes on the floor plan) and ``[fusion]``, the engine that turns
+every receiver's signal into one position per device."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from edge_agent import geometry
+from edge_agent.config.base import Segment, _Section
+from edge_agent.ids import RECEIVER_PATTERN
+
+
+class ReceiverConfig(_Section):
+    """``[[receivers]]``: a radio, where it stands and (without a floor plan) the zone it
+    watches."""
+
+    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
+    """Receiver id as adverts report it: the adapter (``hci0``) or a remote receiver's id."""
+    zone: Segment | None = None
+    """Zone this receiver covers (one of ``zones``); needed without a floor plan."""
+    rssi_offset_db: float = Field(0.0, ge=-30, le=30)
+    """Added to every RSSI this receiver reports (antenna and enclosure calibration)."""
+    x: float | None = Field(None, ge=-10_000, le=10_000)
+    """Position on the floor plan, metres (east). Giving any receiver a position turns the
+    floor plan on: then every receiver needs one."""
+    y: float | None = Field(None, ge=-10_000, le=10_000)
+    """Position on the floor plan, metres (north)."""
+    z: float = Field(2.5, ge=-10, le=100)
+    """Height above the floor, metres."""
+    gateway: Segment | None = None
+    """The gateway whose radio this is, when it is another gateway's of the same store (its
+    summaries arrive over MQTT); unset: this gateway's own, or unknown."""
+
+    @property
+    def placed(self) -> bool:
+        """Whether the receiver has a position on the plan."""
+        return self.x is not None and self.y is not None
+
+
+class ReceiverCalibration(_Section):
+    """One receiver's fitted model, as ``edge-agent calibrate`` writes it."""
+
+    id: Annotated[str, Field(pattern=RECEIVER_PATTERN)]
+    """Receiver id."""
+    rssi_offset_db: float = Field(ge=-40, le=40)
+    """Added to the receiver's RSSI, so that a beacon's stated power at 1 m holds for it."""
+    path_loss_exponent: float = Field(ge=1.0, le=6.0)
+    """The receiver's own ``n`` in ``rssi = P1m - 10 n log10(d)``."""
+    mean_offset_db: float | None = Field(None, ge=-40, le=40)
+    """The mean-signal model over every distance heard (least squares), which fusion uses:
+    its offset. Unset: fusion uses ``rssi_offset_db`` (fitted for distances near the
+    receiver)."""
+    mean_exponent: float | None = Field(None, ge=1.0, le=6.0)
+    """The mean-signal model's exponent."""
+
+
+class CalibrationConfig(_Section):
+    """``[calibration]``: per-receiver models fitted by ``edge-agent calibrate``, from
+    ``file`` (the TOML it writes, relative to this file) and/or inline ``[[calibration.receivers]]``
+    (inline entries win). A receiver here overrides its ``rssi_offset_db`` and the global
+    ``proximity.path_loss_exponent``."""
+
+    file: str | None = None
+    """Calibration TOML to include."""
+    receivers: list[ReceiverCalibration] = Field(default_factory=list)
+    """The fitted receivers."""
+
+    def by_receiver(self) -> dict[str, ReceiverCalibration]:
+        """Receiver id → its calibration (the last entry for an id wins)."""
+        return {r.id: r for r in self.receivers}
+
+
+Corner = tuple[float, float]
+
+
+class ZoneConfig(_Section):
+    """``[[zones]]``: a named area of the store: a shape on the floor plan (``rect`` or
+    ``polygon``), or without a plan the area within ``radius_m`` of its receivers."""
+
+    id: Segment
+    """Zone id; a topic segment."""
+    name: str = ""
+    """Human-readable name."""
+    radius_m: float = Field(4.0, gt=0, le=100)
+    """Without a floor plan: a device is in this zone when its nearest receiver is this
+    zone's and closer than this."""
+    rect: tuple[float, float, float, float] | None = None
+    """Floor plan: ``[x0, y0, x1, y1]``, metres (shorthand for a rectangular polygon)."""
+    polygon: list[Corner] | None = Field(None, max_length=256)
+    """Floor plan: corners ``[[x, y], …]`` in order, metres; a simple polygon."""
+    overlap: bool = False
+    """May share area with other zones that allow it too (a promotion area inside an aisle);
+    a device may then be in both."""
+
+    @field_validator("rect")
+    @classmethod
+    def _check_rect(
+        cls, value: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if value is not None and not (value[0] < value[2] and value[1] < value[3]):
+            raise ValueError("must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _check_polygon(cls, value: list[Corner] | None) -> list[Corner] | None:
+        if value is not None:
+            problem = geometry.simple_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ZoneConfig:
+        if self.rect is not None and self.polygon is not None:
+            raise ValueError("give either rect or polygon, not both")
+        return self
+
+    @property
+    def shape(self) -> list[Corner] | None:
+        """The zone's polygon on the floor plan (``None`` without one)."""
+        if self.rect is not None:
+            return geometry.rectangle(*self.rect)
+        return list(self.polygon) if self.polygon is not None else None
+
+
+class FusionConfig(_Section):
+    """``[fusion]``: one position per device from every receiver that hears it (a Bayes
+    filter over a grid on the floor plan), and zones from where it probably is. Used when the
+    receivers have positions; without them, zones follow the nearest receiver."""
+
+    floor: tuple[float, float, float, float] | None = None
+    """``[x0, y0, x1, y1]`` of the floor, metres. Default: the zones' extent."""
+    grid_m: float = Field(0.5, ge=0.1, le=5.0)
+    """Size of a grid cell, metres (cost and memory grow with the number of cells)."""
+    tag_height_m: float = Field(1.2, ge=0, le=10)
+    """Height of the tags followed (a cart handle, a pocket, a badge), metres."""
+    step_s: float = Field(0.25, ge=0.05, le=10)
+    """A device's position is updated at most this often, with what its receivers heard in
+    between (not at all while nothing is heard)."""
+    speed_mps: float = Field(0.7, gt=0, le=20)
+    """Motion model: how far a device strays in a second (one standard deviation of a random
+    walk), metres (a shopper's pace)."""
+    sigma_db: float = Field(5.0, gt=0, le=30)
+    """Spread of one advert's RSSI around the calibrated model (shadowing and fading), dB."""
+    weak_tail_sigmas: float = Field(1.5, ge=0.5, le=10)
+    """Heavy tails: a sample weaker than the model by more than this many ``sigma_db`` counts
+    no more against a place than one at this many (bodies and shelves in the way)."""
+    strong_tail_sigmas: float = Field(4.0, ge=0.5, le=10)
+    """The same for a sample stronger than the model (rarer: nothing makes a signal much
+    stronger than its path allows, so it says more about where the device is not)."""
+    evidence_weight: float = Field(0.5, gt=0, le=1)
+    """How much one step's samples count (1: as independent evidence; less, because the
+    errors of consecutive samples at one place are alike)."""
+    enter_probability: float = Field(0.6, gt=0, lt=1)
+    """A device enters a zone when the zone's probability holds above this for
+    ``presence.min_dwell_s``."""
+    exit_probability: float = Field(0.3, gt=0, lt=1)
+    """... and leaves it when the probability falls below this (hysteresis)."""
+    share: bool = True
+    """Exchange per-receiver signal summaries with the store's other gateways over MQTT
+    (``{prefix}/{site}/rssi/{gateway}``), so that each fuses every receiver of the store."""
+    share_max_devices: int = Field(2000, ge=1, le=100_000)
+    """At most this many devices per summary message (the rest wait for the next step)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> FusionConfig:
+        f = self.floor
+        if f is not None and not (f[0] < f[2] and f[1] < f[3]):
+            raise ValueError("floor must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        if self.exit_probability >= self.enter_probability:
+            raise ValueError("exit_probability must be below enter_probability (hysteresis)")
+        return self

@@ -1,0 +1,242 @@
+"""numba kernel of the fusion stage, with its pure-Python (numpy) twin beside it.
+
+One call per step over every device that has news: each device's position is a probability
+over the cells of the floor plan (a grid Bayes filter). Per device:
+
+1. **motion**: the probability spreads by a Gaussian of ``speed · √(dt · 1 s)`` (a random
+   walk that strays ``speed`` metres in a second, whatever the step; separable, mass kept at
+   the walls), and a small share spreads over the whole floor, so a lost track recovers;
+   after a long silence (the spread beyond ``max_radius`` cells) the device starts afresh;
+2. **evidence**: every receiver heard in the step adds ``-½ min(e², cap²)`` to each cell's
+   log-likelihood, ``e = (z - gain) / σ`` — a Gaussian with heavy tails: beyond ``cap``
+   standard deviations a sample counts no more against a place, so one reflection cannot move
+   a device across the store. The tails are lopsided: a signal far weaker than the model is
+   common (a body, a shelf in the way; ``cap_weak``), a far stronger one is not (``cap_strong``).
+   The sum is weighted by ``weight``, because consecutive samples' errors at one place are
+   alike;
+3. **outputs**: mean position and its spread, the receiver whose cells hold the most
+   probability, and each zone's probability.
+
+The caller owns every array (``FusionEngine``); nothing is allocated per call except in the
+twin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from edge_agent.pipeline.kernels import FASTMATH
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+FLOOR_SHARE = 1e-3
+"""Share of probability spread evenly over the floor at every step (recovery from a wrong
+lock: a device is never ruled out anywhere)."""
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _blur_line(
+    src: F64, dst: F64, start: int, stride: int, n: int, w: F64, r: int, buf: F64
+) -> None:
+    """Spread one line of cells (``n`` cells from ``start`` every ``stride``) by the kernel
+    ``w`` (radius ``r``); each cell's mass is shared among the neighbours inside the floor
+    only, so none leaks out at the walls."""
+    for i in range(n):
+        total = 0.0
+        lo = max(-r, -i)
+        hi = min(r, n - 1 - i)
+        for k in range(lo, hi + 1):
+            total += w[k + r]
+        buf[i] = src[start + i * stride] / total
+    for i in range(n):
+        acc = 0.0
+        lo = max(-r, -i)
+        hi = min(r, n - 1 - i)
+        for k in range(lo, hi + 1):
+            acc += w[k + r] * buf[i + k]
+        dst[start + i * stride] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def fuse_batch(
+    post: F32,
+    nx: int,
+    ny: int,
+    rows: I64,
+    dt: F64,
+    starts: I64,
+    rx: I64,
+    z: F64,
+    gain: F32,
+    spread: float,
+    sigma: float,
+    cap_weak: float,
+    cap_strong: float,
+    weight: float,
+    max_radius: int,
+    owner: I64,
+    zone_starts: I64,
+    zone_cells: I64,
+    cx: F64,
+    cy: F64,
+    out_pos: F64,
+    out_near: I64,
+    out_zone: F64,
+    ll: F64,
+    tmp: F64,
+    near_mass: F64,
+) -> None:
+    """Advance ``post[rows[m]]`` by ``dt[m]`` and the evidence ``z[starts[m]:starts[m+1]]``
+    (one mean ``RSSI - power at 1 m`` per receiver ``rx``); write the outputs of row ``m`` to
+    ``out_pos[m] = (x, y, spread)``, ``out_near[m]``, ``out_zone[m]``.
+
+    ``spread`` is the motion's standard deviation over one second, in cells; ``ll``, ``tmp`` (cells) and ``near_mass``
+    (receivers), plus a line buffer inside ``tmp``'s twin, are scratch."""
+    cells = nx * ny
+    inv_s = 1.0 / sigma
+    weak2 = cap_weak * cap_weak
+    strong2 = cap_strong * cap_strong
+    n_zones = len(zone_starts) - 1
+    w = np.empty(2 * max_radius + 1)
+    buf = np.empty(max(nx, ny))
+    for m in range(len(rows)):
+        p = post[rows[m]]
+        fresh = not (dt[m] >= 0.0) or 3.0 * spread * math.sqrt(dt[m]) > max_radius
+        s_cells = 0.0 if fresh else spread * math.sqrt(dt[m])
+        if fresh:
+            for c in range(cells):
+                tmp[c] = 1.0 / cells
+        else:
+            for c in range(cells):
+                tmp[c] = p[c]
+            if s_cells > 0.05:
+                r = min(int(math.ceil(3.0 * s_cells)), max_radius)  # noqa: RUF046 (numba)
+                for k in range(-r, r + 1):
+                    w[k + r] = math.exp(-0.5 * (k / s_cells) ** 2)
+                for j in range(ny):  # along x: stride ny
+                    _blur_line(tmp, tmp, j, ny, nx, w, r, buf)
+                for i in range(nx):  # along y: contiguous
+                    _blur_line(tmp, tmp, i * ny, 1, ny, w, r, buf)
+            floor = FLOOR_SHARE / cells
+            for c in range(cells):
+                tmp[c] = (1.0 - FLOOR_SHARE) * tmp[c] + floor
+        for c in range(cells):
+            ll[c] = 0.0
+        for k in range(starts[m], starts[m + 1]):
+            g = gain[rx[k]]
+            zk = z[k]
+            for c in range(cells):
+                e = (zk - g[c]) * inv_s
+                e2 = e * e
+                cap2 = weak2 if e < 0.0 else strong2
+                ll[c] -= 0.5 * (e2 if e2 < cap2 else cap2)
+        top = -np.inf
+        for c in range(cells):
+            if ll[c] > top:
+                top = ll[c]
+        total = 0.0
+        for c in range(cells):
+            v = tmp[c] * math.exp(weight * (ll[c] - top))
+            tmp[c] = v
+            total += v
+        inv = 1.0 / total
+        sx = sy = sxx = syy = 0.0
+        for c in range(len(near_mass)):
+            near_mass[c] = 0.0
+        for c in range(cells):
+            v = tmp[c] * inv
+            p[c] = v
+            sx += v * cx[c]
+            sy += v * cy[c]
+            sxx += v * cx[c] * cx[c]
+            syy += v * cy[c] * cy[c]
+            near_mass[owner[c]] += v
+        out_pos[m, 0] = sx
+        out_pos[m, 1] = sy
+        out_pos[m, 2] = math.sqrt(max(sxx - sx * sx, 0.0) + max(syy - sy * sy, 0.0))
+        best = 0
+        for c in range(len(near_mass)):
+            if near_mass[c] > near_mass[best]:
+                best = c
+        out_near[m] = best
+        for zi in range(n_zones):
+            acc = 0.0
+            for k in range(zone_starts[zi], zone_starts[zi + 1]):
+                acc += p[zone_cells[k]]
+            out_zone[m, zi] = acc
+
+
+def fuse_batch_py(
+    post: F32,
+    nx: int,
+    ny: int,
+    rows: I64,
+    dt: F64,
+    starts: I64,
+    rx: I64,
+    z: F64,
+    gain: F32,
+    spread: float,
+    sigma: float,
+    cap_weak: float,
+    cap_strong: float,
+    weight: float,
+    max_radius: int,
+    owner: I64,
+    zone_starts: I64,
+    zone_cells: I64,
+    cx: F64,
+    cy: F64,
+    out_pos: F64,
+    out_near: I64,
+    out_zone: F64,
+    ll: F64,
+    tmp: F64,
+    near_mass: F64,
+) -> None:
+    """``fuse_batch`` in numpy, written independently (whole-array operations), for the
+    tests to compare with."""
+    cells = nx * ny
+    for m in range(len(rows)):
+        s_cells = spread * math.sqrt(dt[m]) if dt[m] >= 0.0 else math.inf
+        if not s_cells * 3.0 <= max_radius:
+            prior = np.full((nx, ny), 1.0 / cells)
+        else:
+            prior = post[rows[m]].astype(np.float64).reshape(nx, ny)
+            if s_cells > 0.05:
+                r = min(math.ceil(3.0 * s_cells), max_radius)
+                k = np.exp(-0.5 * (np.arange(-r, r + 1) / s_cells) ** 2)
+                prior = _spread(_spread(prior, k, 0), k, 1)
+            prior = (1.0 - FLOOR_SHARE) * prior + FLOOR_SHARE / cells
+        e = (z[starts[m] : starts[m + 1], None] - gain[rx[starts[m] : starts[m + 1]]]) / sigma
+        caps = np.where(e < 0.0, cap_weak, cap_strong)
+        loglik = -0.5 * np.minimum(e * e, caps * caps).sum(axis=0)
+        p = prior.ravel() * np.exp(weight * (loglik - loglik.max()))
+        p /= p.sum()
+        post[rows[m]] = p
+        x, y = float(p @ cx), float(p @ cy)
+        var = float(p @ (cx - x) ** 2) + float(p @ (cy - y) ** 2)
+        out_pos[m] = (x, y, math.sqrt(max(var, 0.0)))
+        out_near[m] = int(np.argmax(np.bincount(owner, weights=p, minlength=len(near_mass))))
+        for zi in range(len(zone_starts) - 1):
+            out_zone[m, zi] = p[zone_cells[zone_starts[zi] : zone_starts[zi + 1]]].sum()
+
+
+def _spread(a: F64, k: F64, axis: int) -> F64:
+    """Share each cell's mass along ``axis`` by kernel ``k``, among the cells inside only."""
+    r = len(k) // 2
+    n = a.shape[axis]
+    # the kernel's mass that stays inside, for each source cell
+    inside = np.convolve(np.ones(n), k, mode="full")[r : r + n]
+    shape = [1, 1]
+    shape[axis] = n
+    src = a / inside.reshape(shape)
+    return np.asarray(
+        np.apply_along_axis(lambda v: np.convolve(v, k, mode="full")[r : r + n], axis, src)
+    )
