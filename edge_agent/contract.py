@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent import __version__, topics
+from edge_agent.ids import SEGMENT_PATTERN
 
 CONTRACT_VERSION = 1
 Band = Literal["immediate", "near", "far", "gone"]
@@ -216,6 +217,25 @@ class PrivacyHealth(BaseModel):
     erasures: int = Field(ge=0, description="Erase and revoke requests carried out.")
 
 
+class StoreHealth(BaseModel):
+    """Fusion across the store's gateways (a floor plan with ``fusion.share``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    summaries_sent: int = Field(ge=0, description="Signal summaries published.")
+    summaries_send_failed: int = Field(ge=0, description="Summaries not published (offline).")
+    summaries_received: int = Field(ge=0, description="Summaries received from other gateways.")
+    summaries_dropped: int = Field(ge=0, description="Received while the queue was full.")
+    summaries_invalid: int = Field(ge=0, description="Received messages that were not summaries.")
+    summaries_skipped: int = Field(
+        ge=0, description="Summaries not fused: too near a pseudonym key change."
+    )
+    remote_samples: int = Field(ge=0, description="Other gateways' samples fused.")
+    devices_deferred: int = Field(
+        ge=0, description="Devices held for a later summary because one was full."
+    )
+
+
 class AdapterHealth(BaseModel):
     """One receiver's radio in ``health`` (the ``bleak`` source)."""
 
@@ -259,6 +279,10 @@ class HealthPayload(Envelope):
     outbox: OutboxHealth
     publisher: PublisherHealth
     privacy: PrivacyHealth | None = None
+    store: StoreHealth | None = Field(
+        None,
+        description="Fusion across the store's gateways; null without. Added in v1 (additive).",
+    )
     source: str
     adapters: list[AdapterHealth] = Field(
         default_factory=list, description="The radio's lanes (empty for simulation and replay)."
@@ -271,6 +295,54 @@ class HealthPayload(Envelope):
         "receivers heard that have no zone (their adverts give no presence). Added in v1 "
         "(additive).",
     )
+
+
+SUMMARY_MAX_BYTES = 4 * 1024 * 1024
+"""A signal summary larger than this is dropped unread."""
+
+
+class SummaryDevice(BaseModel):
+    """One device in a signal summary: what each of the sender's receivers heard of it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: str = Field(
+        pattern=SEGMENT_PATTERN, description="Wire id (pseudonym, beacon or configured id)."
+    )
+    cls: DeviceClassName = Field(description="Device class.")
+    publish: bool = Field(description="Whether its presence is published (false: counted only).")
+    rx: list[tuple[str, float, float, int]] = Field(
+        max_length=256,
+        description="Per receiver of the sender: [receiver id, mean of RSSI less the device's "
+        "power at 1 m (dB, the receiver's calibration applied), variance of those samples (dB²), "
+        "samples].",
+    )
+
+
+class RssiSummaryPayload(BaseModel):
+    """``{prefix}/{site}/rssi/{gateway}`` (QoS 0, not retained, store-internal): what one
+    gateway's receivers heard since its previous summary, for the store's other gateways to
+    fuse. Carries no raw address."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    v: Literal[1]
+    type: Literal["rssi_summary"]
+    gateway: str = Field(pattern=SEGMENT_PATTERN, description="The sender.")
+    ts: float = Field(description="Sender's wall clock when sent, epoch seconds.")
+    step: int = Field(
+        description="The sender's fusion step (its clock over fusion.step_s) the summary ends: "
+        "receivers fuse it at their next step, together with their own of the same step."
+    )
+    devices: list[SummaryDevice] = Field(max_length=100_000)
+
+
+def decode_summary(payload: bytes) -> RssiSummaryPayload | None:
+    """A summary from the wire, or ``None`` when it is too large or not one."""
+    if len(payload) > SUMMARY_MAX_BYTES:
+        return None
+    try:
+        return RssiSummaryPayload.model_validate_json(payload)
+    except ValueError:
+        return None
 
 
 EVENT_MODELS: dict[str, type[Envelope]] = {
@@ -290,6 +362,13 @@ TOPICS: dict[str, tuple[type[Envelope], bool, str]] = {
     _T["occupancy"]: (OccupancyPayload, True, "Zone occupancy (retained)."),
     _T["sensor"]: (ReadingPayload, False, "Sensor readings."),
     _T["beacon_health"]: (BeaconHealthPayload, True, "Beacon battery and liveness."),
+}
+STORE_TOPICS: dict[str, tuple[type[BaseModel], str]] = {
+    _T["rssi_summary"]: (
+        RssiSummaryPayload,
+        "Store-internal, QoS 0: per-receiver signal summaries the store's gateways share, so "
+        "that each fuses every receiver of the store. Not for integrators.",
+    ),
 }
 
 
@@ -329,6 +408,24 @@ def asyncapi() -> dict[str, Any]:
             },
         }
         operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+    for topic, (smodel, text) in STORE_TOPICS.items():
+        key = "store_rssi_summary"
+        schemas[smodel.__name__] = smodel.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        channels[key] = {
+            "address": topic,
+            "description": f"{text} Retained: no.",
+            "parameters": {"prefix": {}, "site": {}, "gateway": {}},
+            "messages": {
+                smodel.__name__: {"payload": {"$ref": f"#/components/schemas/{smodel.__name__}"}}
+            },
+        }
+        operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
+        operations[f"receive_{key}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{key}"},
+        }
     for schema in list(schemas.values()):
         for name, sub in schema.pop("$defs", {}).items():
             schemas.setdefault(name, sub)

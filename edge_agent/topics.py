@@ -18,6 +18,7 @@ TEMPLATES = {
     "occupancy": "zone/{zone}/occupancy",
     "sensor": "sensor/{device}",
     "beacon_health": "beacon/{device}/health",
+    "rssi_summary": "{prefix}/{site}/rssi/{gateway}",
 }
 """Topic of each kind of message, with its placeholders (for the contract documents)."""
 
@@ -55,3 +56,26 @@ def beacon_health(device: str) -> str:
 def device_topics(device: str) -> list[str]:
     """Every topic that carries events about one device (erasure clears them all)."""
     return [presence(device), sensor(device), beacon_health(device)]
+
+
+RSSI_SEGMENT = "rssi"
+"""The store-internal segment under which gateways share signal summaries."""
+
+
+def rssi_summary(prefix: str, site: str, gateway: str) -> str:
+    """``{prefix}/{site}/rssi/{gateway}``: one gateway's per-receiver summaries for the store's
+    other gateways (absolute: it is under the store's root, not the gateway's)."""
+    return f"{prefix}/{site}/{RSSI_SEGMENT}/{gateway}"
+
+
+def rssi_summaries(prefix: str, site: str) -> str:
+    """The filter that receives every gateway's summaries of one store."""
+    return f"{prefix}/{site}/{RSSI_SEGMENT}/+"
+
+
+def summary_sender(topic: str) -> str | None:
+    """The gateway a summary topic comes from (``None`` when it is not one)."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[2] != RSSI_SEGMENT or not parts[3]:
+        return None
+    return parts[3]

@@ -45,7 +45,7 @@ from dbus_fast.annotations import (
 from dbus_fast.constants import PropertyAccess, RequestNameReply
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
-from edge_agent.errors import SourceError
+from edge_agent.errors import ScenarioError, SourceError
 from edge_agent.models import Advert, IBeaconFrame
 from edge_agent.pipeline.decoders.ibeacon import APPLE_COMPANY_ID
 from firmware_sim.encoders import encode_ibeacon
@@ -519,16 +519,28 @@ async def serve_store(
     speed: float = 1.0,
     seed: int | None = None,
     duration_s: float | None = None,
+    receivers: Sequence[str] = (),
+    start_at: float | None = None,
 ) -> None:
-    """Run the store in real time (times ``speed``) and deliver what each adapter hears."""
+    """Run the store in real time (times ``speed``) and deliver what each adapter hears:
+    the scenario's receivers in order, or ``receivers`` (the i-th adapter hears the i-th).
+    With ``start_at`` (epoch seconds), simulated time 0 is that wall-clock instant, so that
+    several processes serve one store in step (one gateway's half each); what fell before
+    now is simulated but not delivered."""
     sim = StoreSim(load_scenario(scenario), seed)
-    routes = receiver_map(bluez.adapter_names, sim.receivers)
-    start = time.monotonic()
-    next_expire = start + 1.0
-    for t1, adverts, _ in simulate(sim, duration_s, time.time()):
+    unknown = [r for r in receivers if r not in sim.receivers]
+    if unknown:
+        raise ScenarioError(str(scenario), f"no receiver {', '.join(unknown)} in the scenario")
+    routes = receiver_map(bluez.adapter_names, list(receivers) or sim.receivers)
+    wall0 = time.time() if start_at is None else start_at
+    start = time.monotonic() - (time.time() - wall0)
+    next_expire = time.monotonic() + 1.0
+    for t1, adverts, _ in simulate(sim, duration_s, wall0):
         delay = start + t1 / speed - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        elif delay < -1.0:  # catching up to start_at: simulate, deliver nothing
+            continue
         for advert in adverts:
             for adapter in routes.get(advert.receiver, ()):
                 bluez.deliver(adapter, advert)
@@ -571,6 +583,8 @@ async def serve(
     monitor: bool = True,
     on_ready: Callable[[VirtualBlueZ], None] | None = None,
     flood_devices: int = 0,
+    receivers: Sequence[str] = (),
+    start_at: float | None = None,
 ) -> None:
     """Serve a scenario (or a flood of ``flood_devices`` beacons) until SIGTERM/SIGINT (or
     ``duration_s``)."""
@@ -583,7 +597,15 @@ async def serve(
         else:
             assert scenario is not None
             task = asyncio.create_task(
-                serve_store(bluez, scenario, speed=speed, seed=seed, duration_s=duration_s)
+                serve_store(
+                    bluez,
+                    scenario,
+                    speed=speed,
+                    seed=seed,
+                    duration_s=duration_s,
+                    receivers=receivers,
+                    start_at=start_at,
+                )
             )
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)

@@ -69,6 +69,8 @@ def cmd_bluez(args: argparse.Namespace) -> int:
                 monitor=not args.no_monitor,
                 on_ready=ready,
                 flood_devices=args.flood,
+                receivers=[r.strip() for r in (args.receivers or "").split(",") if r.strip()],
+                start_at=args.start_at,
             )
         )
     return 0
@@ -115,6 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--seed", type=int)
     p.add_argument("--duration", type=float, help="stop after this many simulated seconds")
+    p.add_argument(
+        "--receivers",
+        help="the scenario's receivers the adapters hear, comma-separated, in adapter order "
+        "(default: all, in the scenario's order): one gateway's share of a store",
+    )
+    p.add_argument(
+        "--start-at",
+        type=float,
+        help="wall-clock epoch of simulated time 0 (several processes serve one store in step)",
+    )
     p.add_argument(
         "--no-monitor",
         action="store_true",

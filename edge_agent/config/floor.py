@@ -39,6 +39,18 @@ class ReceiverConfig(_Section):
         """Whether the receiver has a position on the plan."""
         return self.x is not None and self.y is not None
 
+    def key(self, own_gateway: str) -> str:
+        """The receiver's name on the floor plan: its id for this gateway's own radios, and
+        ``gateway/id`` for another gateway's (every gateway has an ``hci0``)."""
+        if self.gateway is None or self.gateway == own_gateway:
+            return self.id
+        return remote_key(self.gateway, self.id)
+
+
+def remote_key(gateway: str, receiver: str) -> str:
+    """The plan's name for another gateway's receiver."""
+    return f"{gateway}/{receiver}"
+
 
 class ReceiverCalibration(_Section):
     """One receiver's fitted model, as ``edge-agent calibrate`` writes it."""
@@ -160,9 +172,12 @@ class FusionConfig(_Section):
     ``presence.min_dwell_s``."""
     exit_probability: float = Field(0.3, gt=0, lt=1)
     """... and leaves it when the probability falls below this (hysteresis)."""
-    share: bool = True
+    share: bool = False
     """Exchange per-receiver signal summaries with the store's other gateways over MQTT
-    (``{prefix}/{site}/rssi/{gateway}``), so that each fuses every receiver of the store."""
+    (``{prefix}/{site}/rssi/{gateway}``), so that each fuses every receiver of the store. Set it
+    on every gateway of a store with several (with the same floor plan, and the same
+    ``privacy.store_secret_*`` so that they name devices alike); it delays positions by one
+    ``step_s``, so that they all step on the same evidence."""
     share_max_devices: int = Field(2000, ge=1, le=100_000)
     """At most this many devices per summary message (the rest wait for the next step)."""
 

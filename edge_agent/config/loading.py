@@ -329,13 +329,14 @@ def _cross_checks(
     def issue(loc: tuple[str | int, ...], value: object, message: str) -> ConfigIssue:
         return issue_at(loc, value, message, lines)
 
-    for name, items in (
-        ("zones", cfg.zones),
-        ("receivers", cfg.receivers),
-        ("devices", cfg.devices),
-    ):
+    for name, items in (("zones", cfg.zones), ("devices", cfg.devices)):
         for i in _duplicates([item.id for item in items]):
             yield issue((name, i, "id"), items[i].id, f"duplicate id in {name}")
+    # receivers: one id per gateway (every gateway of a store has its own hci0)
+    for i in _duplicates([r.key(cfg.gateway.id) for r in cfg.receivers]):
+        yield issue(
+            ("receivers", i, "id"), cfg.receivers[i].id, "duplicate id in receivers (same gateway)"
+        )
     zone_ids = {z.id for z in cfg.zones}
     for i, rx in enumerate(cfg.receivers):
         if rx.zone is None and not cfg.floor_plan:

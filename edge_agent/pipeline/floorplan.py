@@ -84,10 +84,12 @@ def contains(poly: geometry.Polygon, x: F64, y: F64) -> npt.NDArray[np.bool_]:
 
 
 def exponents(cfg: AgentConfig) -> dict[str, tuple[float, float]]:
-    """Per receiver: the offset (dB) added to what it reports, and its path-loss exponent,
-    as fusion uses them: the mean-signal calibration when there is one, else the distance
-    calibration, else ``rssi_offset_db`` and ``proximity.path_loss_exponent``."""
-    out = {r.id: (r.rssi_offset_db, cfg.proximity.path_loss_exponent) for r in cfg.receivers}
+    """Per receiver (by its plan name, ``ReceiverConfig.key``): the offset (dB) added to what it
+    reports, and its path-loss exponent, as fusion uses them: the mean-signal calibration when
+    there is one, else the distance calibration, else ``rssi_offset_db`` and
+    ``proximity.path_loss_exponent``."""
+    own = cfg.gateway.id
+    out = {r.key(own): (r.rssi_offset_db, cfg.proximity.path_loss_exponent) for r in cfg.receivers}
     for cal in cfg.calibration.receivers:
         offset = cal.mean_offset_db if cal.mean_offset_db is not None else cal.rssi_offset_db
         n = cal.mean_exponent if cal.mean_exponent is not None else cal.path_loss_exponent
@@ -121,7 +123,8 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
     cy = (y0 + (jj.ravel() + 0.5) * step).astype(np.float64)
     xyz = np.array([(r.x, r.y, r.z) for r in placed], dtype=np.float64).reshape(-1, 3)
     model = exponents(cfg)
-    n = np.array([model[r.id][1] for r in placed], dtype=np.float64)
+    keys = [r.key(cfg.gateway.id) for r in placed]
+    n = np.array([model[k][1] for k in keys], dtype=np.float64)
     dz = xyz[:, 2:3] - fusion.tag_height_m
     d = np.sqrt((cx[None, :] - xyz[:, 0:1]) ** 2 + (cy[None, :] - xyz[:, 1:2]) ** 2 + dz**2)
     gain = (-10.0 * n[:, None] * np.log10(np.maximum(d, 0.1))).astype(np.float32)
@@ -143,7 +146,7 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
         ny=ny,
         cx=cx,
         cy=cy,
-        receivers=tuple(r.id for r in placed),
+        receivers=tuple(keys),
         receiver_xyz=xyz,
         gain=np.ascontiguousarray(gain),
         owner=owner,

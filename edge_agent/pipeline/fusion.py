@@ -117,13 +117,14 @@ class FusionEngine:
         counts.append(count)
         self._news.add(row)
 
-    def step(self, now: float) -> list[str]:
+    def step(self, now: float, every: bool = False) -> list[str]:
         """Update every device that has news and whose last update is at least ``step_s``
-        old; the devices updated (their ``position`` is new)."""
+        old (``every``: every device that has news); the devices updated (their
+        ``position`` is new)."""
         if not self._news:
             return []
-        horizon = now - self.cfg.step_s + 1e-9
-        due = [r for r in self._news if self._last_t[r] <= horizon]
+        horizon = math.inf if every else now - self.cfg.step_s + 1e-9
+        due = sorted(r for r in self._news if self._last_t[r] <= horizon)
         if not due:
             return []
         rows_l, rxs_l, sums_l, counts_l = self._pending

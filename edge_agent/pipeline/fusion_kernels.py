@@ -96,8 +96,8 @@ def fuse_batch(
     (one mean ``RSSI - power at 1 m`` per receiver ``rx``); write the outputs of row ``m`` to
     ``out_pos[m] = (x, y, spread)``, ``out_near[m]``, ``out_zone[m]``.
 
-    ``spread`` is the motion's standard deviation over one second, in cells; ``ll``, ``tmp`` (cells) and ``near_mass``
-    (receivers), plus a line buffer inside ``tmp``'s twin, are scratch."""
+    ``spread`` is the motion's standard deviation over one second, in cells; ``ll``, ``tmp``
+    (cells) and ``near_mass`` (receivers) are scratch."""
     cells = nx * ny
     inv_s = 1.0 / sigma
     weak2 = cap_weak * cap_weak

@@ -136,6 +136,24 @@ def beacon_wire_id(beacon_id: str) -> str:
     return beacon_id.replace(":", "-")
 
 
+STORE_KEY_LABEL = b"edge-agent pseudonym day key v1\x00"
+"""Domain separation of the day keys derived from a store secret."""
+
+
+def store_day_keys(secret: bytes) -> Callable[[float], bytes]:
+    """Day keys for ``Identity(day_keys=…)`` derived from the store's secret and the end of the
+    day: every gateway of the store holding the secret gives a device the same pseudonym that
+    day, and nobody without it can compute or link them. The secret itself never leaves."""
+    key = bytes(secret)
+
+    def day_key(day_end: float) -> bytes:
+        return hmac.new(
+            key, STORE_KEY_LABEL + str(round(day_end)).encode(), hashlib.sha256
+        ).digest()
+
+    return day_key
+
+
 class Identity:
     """Maps adverts to ``DeviceRef``s; holds the pseudonym key in memory only.
 
@@ -242,6 +260,11 @@ class Identity:
         for i in range(len(self._key)):
             self._key[i] = 0  # destroy the old key before dropping it
         self._key = bytearray(key)
+
+    @property
+    def key_since(self) -> float:
+        """When today's key began (inf before the first advert or tick)."""
+        return math.inf if self._period is None else self._period[0]
 
     @property
     def key_until(self) -> float:

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from edge_agent.config import AgentConfig
-from edge_agent.models import Advert, BTHomeFrame, ContextEvent, RuuviFrame, SampleEstimate
+from edge_agent.models import (
+    Advert,
+    BTHomeFrame,
+    ContextEvent,
+    RuuviFrame,
+    SampleEstimate,
+)
 from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine, Position
+from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import DeviceRef, Identity
 from edge_agent.pipeline.kernels import valid_rssi
 from edge_agent.pipeline.proximity import DeviceTable, stated_tx
@@ -24,8 +31,6 @@ from edge_agent.pipeline.sensors import SensorTracker
 from edge_agent.pipeline.zones import PresenceEngine
 
 T = TypeVar("T")
-NOT_ON_PLAN = (-1, 0.0)
-"""A receiver that is not on the floor plan: fusion skips its samples."""
 
 
 class Ticker(Generic[T]):
@@ -33,9 +38,11 @@ class Ticker(Generic[T]):
     to ``run(items, tick_end)``.
 
     An item at ``t`` belongs to the tick that ends after ``t``. Ticks end at ``start + k·tick_s``
-    (``start``: the first item's time when not given), also those no item falls in, so that
-    timers advance through a silence. With ``max_catch_up``, a silence longer than that many
-    ticks (a clock jump) runs one tick and then realigns, rather than every tick between.
+    (``start``: the first item's time when not given; with ``align``, 0, so that ticks end at
+    whole multiples of ``tick_s`` — the gateways of a store then tick at the same instants),
+    also those no item falls in, so that timers advance through a silence. With
+    ``max_catch_up``, a silence longer than that many ticks (a clock jump) runs one tick and
+    then realigns, rather than every tick between.
     """
 
     def __init__(
@@ -45,10 +52,13 @@ class Ticker(Generic[T]):
         *,
         start: float | None = None,
         max_catch_up: int | None = None,
+        align: bool = False,
     ) -> None:
         self.tick_s = tick_s
         self._run = run
-        self._end = None if start is None else start + tick_s
+        self._origin = 0.0 if align else start
+        self._align = align
+        self._k = 1
         self._max = max_catch_up
         self._batch: list[T] = []
         self._last = -math.inf
@@ -56,29 +66,33 @@ class Ticker(Generic[T]):
     @property
     def tick_end(self) -> float | None:
         """When the open tick ends (``None`` before the first item, without ``start``)."""
-        return self._end
+        return None if self._origin is None else self._origin + self._k * self.tick_s
 
     def add(self, item: T, t: float) -> None:
         """One item at time ``t`` (not earlier than the previous one's)."""
-        if self._end is None:
-            self._end = t + self.tick_s
-        elif t >= self._end:
+        if self._origin is None:
+            self._origin = t
+        elif self._align:  # the first item: the tick that holds it
+            self._align = False
+            self._k = math.floor(t / self.tick_s) + 1
+        end = self.tick_end
+        if end is not None and t >= end:
             self.close(t)
         self._batch.append(item)
         self._last = t
 
     def close(self, upto: float) -> None:
         """Run every tick that ends at or before ``upto``."""
-        end, tick = self._end, self.tick_s
-        if end is None or not end <= upto:
+        origin, tick = self._origin, self.tick_s
+        if origin is None or not origin + self._k * tick <= upto:
             return
-        if self._max is not None and (upto - end) / tick > self._max:
-            self._tick(end)
-            end += math.floor((upto - end) / tick) * tick
-        while end <= upto:
-            self._tick(end)
-            end += tick
-        self._end = end
+        behind = math.floor((upto - origin) / tick) - self._k  # whole ticks past this one
+        if self._max is not None and behind > self._max:
+            self._tick(origin + self._k * tick)
+            self._k += behind
+        while origin + self._k * tick <= upto:
+            self._tick(origin + self._k * tick)
+            self._k += 1
 
     def flush(self, at: float) -> None:
         """The end of the stream at ``at``: close the ticks before it, then run what is left
@@ -123,12 +137,8 @@ class Pipeline:
         plan = floorplan.build(cfg)
         self.fusion = FusionEngine(plan, cfg.fusion, use_jit=use_jit) if plan else None
         """On a floor plan: every receiver fused into one position per device."""
-        self._fusion_rx: dict[str, tuple[int, float]] = {}
-        if plan is not None:
-            model = floorplan.exponents(cfg)
-            self._fusion_rx = {
-                r: (i, model.get(r, (0.0, 0.0))[0]) for i, r in enumerate(plan.receivers)
-            }
+        self.feed = FusionFeed(cfg, self.fusion, self.identity) if self.fusion else None
+        """What goes into fusion, and when (with the store's other gateways' summaries)."""
         self.presence = PresenceEngine(cfg, self.fusion)
         self.sensors = SensorTracker(cfg)
         self.decode_stats = DecodeStats()
@@ -173,7 +183,7 @@ class Pipeline:
         identity = self.identity
         table = self.table
         dstats = self.decode_stats
-        fusion, fusion_rx = self.fusion, self._fusion_rx
+        feed = self.feed
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         for adv in adverts:
             if not valid_rssi(adv.rssi):
@@ -194,10 +204,8 @@ class Pipeline:
                 logged.append((i, adv, ref.id))
             if ref.presence:  # sensors and fixed devices are heard, not located
                 touched[ref.id] = None
-                if fusion is not None:
-                    rx, offset = fusion_rx.get(adv.receiver, NOT_ON_PLAN)
-                    power = default_tx if tx is None else tx
-                    fusion.observe(ref.id, rx, adv.rssi + offset - power)
+                if feed is not None:
+                    feed.local(ref, adv.receiver, adv.rssi, default_tx if tx is None else tx)
         self.stats.adverts += len(adverts)
         per_sample = table.flush(per_sample=log is not None)
         if log is not None and per_sample is not None:
@@ -207,8 +215,11 @@ class Pipeline:
                 for i, a, d in logged
             )
         presence = self.presence
-        if fusion is not None:
-            fusion.step(now)
+        if feed is not None:
+            for device in feed.step(now):  # every device placed anew is looked at now
+                if device not in self._refs:
+                    self._refs[device] = feed.refs[device]  # heard by another gateway only
+                touched[device] = None
         for device in touched:
             presence.evaluate(
                 self._refs[device],
@@ -250,10 +261,12 @@ class Pipeline:
             st = self.presence.states.get(device)
             if st is not None and st.zone is not None:
                 continue
-            if self.table.last_seen(device) < horizon:
+            remote = self.feed.remote_seen.get(device, -math.inf) if self.feed else -math.inf
+            if max(self.table.last_seen(device), remote) < horizon:
                 self.table.forget(device)
-                if self.fusion is not None:
+                if self.fusion is not None and self.feed is not None:
                     self.fusion.forget(device)
+                    self.feed.forget(device)
                 self.presence.drop(device)
                 self.sensors.forget(device)
                 del self._refs[device]
@@ -271,8 +284,9 @@ class Pipeline:
     def _drop(self, device: str) -> None:
         """Forget a device's signal, sensor and beacon state (not its presence)."""
         self.table.forget(device)
-        if self.fusion is not None:
+        if self.fusion is not None and self.feed is not None:
             self.fusion.forget(device)
+            self.feed.forget(device)
         self.sensors.erase(device)
         self._refs.pop(device, None)
 

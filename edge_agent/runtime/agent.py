@@ -15,7 +15,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contract import HealthPayload
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import kernels
-from edge_agent.pipeline.identity import Identity
+from edge_agent.pipeline.identity import Identity, store_day_keys
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control, lifecycle
 from edge_agent.runtime.health import Reporter
@@ -24,7 +24,9 @@ from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
 from edge_agent.runtime.privacy import Rights
 from edge_agent.runtime.publisher import Publisher
+from edge_agent.runtime.secrets import store_secret
 from edge_agent.runtime.sources import AdvertSource, SourceFeed, source_error
+from edge_agent.runtime.store_share import StoreShare
 
 _LOGGER = logging.getLogger(__name__)
 MAX_EMPTY_TICKS = 100
@@ -52,6 +54,9 @@ class Agent:
         self.cfg = cfg
         self.source = source
         self.feed = SourceFeed(source, cfg.source.queue_size)
+        if day_keys is None:  # a store secret makes the store's gateways agree on pseudonyms
+            secret = store_secret(cfg.privacy)
+            day_keys = store_day_keys(secret) if secret is not None else None
         self.pipeline = Pipeline(cfg, Identity(cfg, day_keys=day_keys))
         self.outbox = Outbox(
             cfg.outbox_path,
@@ -65,8 +70,15 @@ class Agent:
             cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox), ephemeral=ephemeral
         )
         self.rights = Rights(cfg.consent_path, self.pipeline, self.outbox, self.publisher)
+        self.share = (
+            StoreShare(cfg, self.pipeline, self.publisher)
+            if self.pipeline.feed is not None and self.pipeline.feed.collector is not None
+            else None
+        )
+        """Summaries exchanged with the store's other gateways (a floor plan with
+        ``fusion.share``)."""
         self._ticker: Ticker[Advert] = Ticker(
-            cfg.pipeline.tick_s, self._run_tick, max_catch_up=MAX_EMPTY_TICKS
+            cfg.pipeline.tick_s, self._run_tick, max_catch_up=MAX_EMPTY_TICKS, align=True
         )
         self.warnings = list(warnings or ())
         """The configuration's warnings, repeated in every ``health``."""
@@ -157,6 +169,7 @@ class Agent:
             self.feed.sink,
             self.rights.counters,
             self.warnings,
+            share=self.share.stats if self.share is not None else None,
             mark=mark,
         )
 
@@ -219,7 +232,13 @@ class Agent:
         self.publisher.wake()
 
     def _run_tick(self, batch: list[Advert], now: float) -> None:
-        events = self.pipeline.process(batch, now, self.source.wall_at(now))
+        wall = self.source.wall_at(now)
+        share = self.share
+        if share is not None:
+            share.before_tick(now, wall)
+        events = self.pipeline.process(batch, now, wall)
+        if share is not None:
+            share.after_tick(now, wall)
         if events:
             self.outbox.append(events)
             self.publisher.wake()

@@ -18,12 +18,14 @@ from edge_agent.contract import (
     PublisherHealth,
     StatusPayload,
     StatusState,
+    StoreHealth,
     rfc3339,
 )
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.publisher import Publisher
 from edge_agent.runtime.sources import AdvertSink, AdvertSource
+from edge_agent.runtime.store_share import ShareStats
 
 
 def config_hash(path: Path | None) -> str:
@@ -95,6 +97,7 @@ class Reporter:
         privacy: PrivacyCounters,
         warnings: list[str] | None = None,
         *,
+        share: ShareStats | None = None,
         mark: bool = True,
     ) -> HealthPayload:
         """Every part's counters now; rates since the previous marked call (the periodic
@@ -109,6 +112,7 @@ class Reporter:
         d = pipeline.decode_stats
         usage = resource.getrusage(resource.RUSAGE_SELF)
         ids = pipeline.identity.stats
+        feed = pipeline.feed
         return HealthPayload(
             v=1,
             id=self._id("health"),
@@ -138,6 +142,18 @@ class Reporter:
                 write_failures=outbox.write_failures,
                 evicted=dict(outbox.evicted),
                 incidents=self._incidents(outbox),
+            ),
+            store=None
+            if share is None
+            else StoreHealth(
+                summaries_sent=share.sent,
+                summaries_send_failed=share.send_failed,
+                summaries_received=share.received,
+                summaries_dropped=share.dropped,
+                summaries_invalid=share.invalid,
+                summaries_skipped=feed.skipped if feed else 0,
+                remote_samples=feed.remote_samples if feed else 0,
+                devices_deferred=feed.collector.deferred if feed and feed.collector else 0,
             ),
             privacy=PrivacyHealth(
                 key_rotations=ids.key_rotations,

@@ -120,6 +120,7 @@ class Publisher:
         self._lost = asyncio.Event()
         self._last_in = 0.0
         self.broker: str | None = None
+        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
         self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
 
@@ -210,16 +211,27 @@ class Publisher:
 
     def publish_control(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         """Send a control-plane message directly (not queued); False when offline."""
-        client = self._client
-        if client is None or not self._connected.is_set():
-            return False
-        info = client.publish(
-            topics.full(self.cfg.topic_root, topic), payload, qos=qos, retain=retain
-        )
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if self.publish_direct(topics.full(self.cfg.topic_root, topic), payload, qos, retain):
             self.stats.control_sent += 1
             return True
         return False
+
+    def publish_direct(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Send a message to an absolute topic now, outside the outbox; False when offline
+        or paho refused it."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Receive messages on ``topic_filter`` (QoS 0) on every connection from now on;
+        ``handler(topic, payload)`` runs on the event loop and must only queue."""
+        self._subscriptions[topic_filter] = handler
+        client = self._client
+        if client is not None and self._connected.is_set():
+            client.subscribe(topic_filter, qos=0)
 
     # ----------------------------------------------------------------- session
 
@@ -303,6 +315,8 @@ class Publisher:
             self.stats.reconnects += 1
         _LOGGER.info("broker %s: connected", self.broker)
         link.client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        for topic_filter in self._subscriptions:
+            link.client.subscribe(topic_filter, qos=0)
 
     def _down(self, link: _Link) -> None:
         """A session ended: keep the acks that came, count what was in flight as resent."""
@@ -425,6 +439,7 @@ class _Link:
         client.on_disconnect = self.on_disconnect
         client.on_log = self.on_log
         client.on_publish = self.on_publish
+        client.on_message = self.on_message
         client.on_socket_open = self.on_socket_open
         client.on_socket_close = self.on_socket_close
         client.on_socket_register_write = self.on_register_write
@@ -455,6 +470,12 @@ class _Link:
             return
         (p._rejected if rc.is_failure else p._acked).append(seq)
         p._wake.set()
+
+    def on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        subs = self.publisher._subscriptions
+        for topic_filter, handler in subs.items():
+            if mqtt.topic_matches_sub(topic_filter, message.topic):
+                handler(message.topic, bytes(message.payload))
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """On the loop's thread (every publish): at once. paho may also call back from the

@@ -38,6 +38,7 @@ from edge_agent.config import (
 )
 from edge_agent.config.sections import PolicyConfig
 from edge_agent.models import Advert
+from edge_agent.pipeline import kernels
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.tools import evaluation as ev
 
@@ -281,9 +282,7 @@ def score_methods(
             [cap.receivers.index(n) if n else -1 for n in near_names], dtype=np.int64
         )
         results[OURS] = (xy, near_idx)
-        raw_latest = _latest(
-            cap, np.where(ev.kernels.valid_rssi(cap.rssi), cap.rssi, np.nan), times
-        )
+        raw_latest = _latest(cap, np.where(kernels.valid_rssi(cap.rssi), cap.rssi, np.nan), times)
         k_raw = _pick(raw_latest, lowest=False)
         results["strongest receiver (raw RSSI)"] = (rx_xy[k_raw], k_raw)
         for name in filters:
@@ -376,11 +375,9 @@ def verdict(scores: Sequence[PositionScore]) -> list[str]:
         mine = getattr(me, key)
         target = TARGETS[key]
         ok = mine >= target if higher else mine <= target
-        unit = "%" if higher else " m"
-        shown = (lambda v: f"{100 * v:.0f}%") if higher else (lambda v: f"{v:.2f} m")
         lines.append(
-            f"{'pass' if ok else 'FAIL'}: {label} {shown(mine)} (target "
-            f"{'≥' if higher else '≤'} {shown(target).replace(unit, '') + unit.strip() if False else shown(target)})"
+            f"{'pass' if ok else 'FAIL'}: {label} {_shown(mine, higher)} (target "
+            f"{'≥' if higher else '≤'} {_shown(target, higher)})"
         )
         beaten = [
             s.method
@@ -390,6 +387,10 @@ def verdict(scores: Sequence[PositionScore]) -> list[str]:
         best = (max if higher else min)(rest, key=lambda s: getattr(s, key))
         lines.append(
             f"{'pass' if not beaten else 'FAIL'}: {label} better than every baseline "
-            f"(best baseline: {best.method} {shown(getattr(best, key))})"
+            f"(best baseline: {best.method} {_shown(getattr(best, key), higher)})"
         )
     return lines
+
+
+def _shown(value: float, share: bool) -> str:
+    return f"{100 * value:.0f}%" if share else f"{value:.2f} m"

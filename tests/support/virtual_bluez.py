@@ -119,6 +119,6 @@ def bleak_edits(
         "watchdog_s = 30.0": f"watchdog_s = {watchdog_s}",
         "start_timeout_s = 10.0": f"start_timeout_s = {start_timeout_s}",
         # the shipped hci0 (entrance) stays; the demo store's entrance receiver is heard on it
-        '[[receivers]]\nid = "rx-entrance"\nzone = "entrance"\n': "",
+        '[[receivers]]\nid = "rx-entrance"\nzone = "entrance"\nx = 6.0\ny = 6.0\nz = 2.6\n': "",
         'id = "rx-produce"': 'id = "hci1"',
     }
