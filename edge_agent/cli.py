@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from edge_agent import topics
 from edge_agent.cli_args import build_parser
-from edge_agent.config import AgentConfig, ProximityConfig
+from edge_agent.config import AgentConfig, FusionConfig, ProximityConfig
 from edge_agent.config.checks import check, load_checked, unchecked_secrets
 from edge_agent.errors import ConfigError, ControlError, EdgeAgentError, report_lines
 from edge_agent.models import DeviceClass
@@ -329,7 +329,7 @@ def _replay_publish(
 ) -> int:
     from edge_agent.runtime.agent import Agent
     from edge_agent.runtime.sources.replay import ReplaySource
-    from edge_agent.tools.replay import file_day_keys, replay_hook
+    from edge_agent.tools.replay import file_day_keys, replay_hook, with_positions
 
     # Never the live gateway's outbox or event ids: a replay publishes as "<gateway>-replay",
     # from a state directory of its own.
@@ -337,11 +337,11 @@ def _replay_publish(
         update={"id": cfg.gateway.id[:57] + "-replay", "state_dir": state}
     )
     source = cfg.source.model_copy(update={"kind": "replay", "path": path, "speed": speed})
-    cfg = cfg.model_copy(update={"gateway": gateway, "source": source})
+    cfg = with_positions(cfg.model_copy(update={"gateway": gateway, "source": source}), receivers)
     agent = Agent(
         cfg, ReplaySource(path, speed=speed), day_keys=file_day_keys(path), ephemeral=True
     )
-    agent.on_tick = replay_hook(agent, estimates, events, receivers)
+    agent.on_tick = replay_hook(agent, estimates, events)
     return asyncio.run(agent.run())
 
 
@@ -364,13 +364,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_OK if passed else EXIT_FAILED
     if not args.captures or not args.receivers:
         raise UsageError("give capture CSVs and --receivers, or --store")
+    from edge_agent.tools import positioning
+
     prox = cfg.proximity if cfg is not None else ProximityConfig()
+    fusion = cfg.fusion if cfg is not None else FusionConfig()
     positions = ev.load_positions(Path(args.receivers))
     captures = [ev.load_capture(Path(f)) for f in args.captures]
     scores = ev.leave_one_out(captures, positions, ev.baselines(ev.ours(prox)))
     verdict = ev.verdict(scores)
     print(ev.report(scores))
     print("\n".join(verdict))
+    placed = positioning.score_methods(captures, positions, prox, fusion)
+    verdict += positioning.verdict(placed)
+    print()
+    print(positioning.report(placed))
+    print("\n".join(positioning.verdict(placed)))
     return EXIT_FAILED if any(line.startswith("FAIL") for line in verdict) else EXIT_OK
 
 

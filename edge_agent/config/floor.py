@@ -153,10 +153,10 @@ class FusionConfig(_Section):
     step_s: float = Field(0.25, ge=0.05, le=10)
     """A device's position is updated at most this often, with what its receivers heard in
     between (not at all while nothing is heard)."""
-    speed_mps: float = Field(0.7, gt=0, le=20)
+    speed_mps: float = Field(1.0, gt=0, le=20)
     """Motion model: how far a device strays in a second (one standard deviation of a random
     walk), metres (a shopper's pace)."""
-    sigma_db: float = Field(5.0, gt=0, le=30)
+    sigma_db: float = Field(6.0, gt=0, le=30)
     """Spread of one advert's RSSI around the calibrated model (shadowing and fading), dB."""
     weak_tail_sigmas: float = Field(1.5, ge=0.5, le=10)
     """Heavy tails: a sample weaker than the model by more than this many ``sigma_db`` counts
@@ -167,10 +167,10 @@ class FusionConfig(_Section):
     evidence_weight: float = Field(0.5, gt=0, le=1)
     """How much one step's samples count (1: as independent evidence; less, because the
     errors of consecutive samples at one place are alike)."""
-    enter_probability: float = Field(0.6, gt=0, lt=1)
+    enter_probability: float = Field(0.5, gt=0, lt=1)
     """A device enters a zone when the zone's probability holds above this for
     ``presence.min_dwell_s``."""
-    exit_probability: float = Field(0.3, gt=0, lt=1)
+    exit_probability: float = Field(0.2, gt=0, lt=1)
     """... and leaves it when the probability falls below this (hysteresis)."""
     share: bool = False
     """Exchange per-receiver signal summaries with the store's other gateways over MQTT

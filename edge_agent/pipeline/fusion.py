@@ -28,6 +28,8 @@ takes starts afresh (anywhere on the floor)."""
 class Position:
     """Where fusion puts a device after its latest step."""
 
+    device: str
+    """The device's wire id."""
     t: float
     """Source time of the step, seconds."""
     x: float
@@ -192,6 +194,7 @@ class FusionEngine:
             device = self._device[row]
             assert device is not None
             self._positions[device] = Position(
+                device,
                 now,
                 float(out_pos[k, 0]),
                 float(out_pos[k, 1]),

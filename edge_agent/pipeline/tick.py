@@ -146,6 +146,8 @@ class Pipeline:
         self._refs: dict[str, DeviceRef] = {}
         self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
         self._next_sweep = 0.0
+        self.fused: list[str] = []
+        """The devices fusion placed anew in the latest tick."""
         self.sample_log: list[SampleEstimate] | None = None
         """When a list, every published device's sample is appended (``replay --estimates``)."""
 
@@ -216,7 +218,8 @@ class Pipeline:
             )
         presence = self.presence
         if feed is not None:
-            for device in feed.step(now):  # every device placed anew is looked at now
+            self.fused = feed.step(now)
+            for device in self.fused:  # every device placed anew is looked at now
                 if device not in self._refs:
                     self._refs[device] = feed.refs[device]  # heard by another gateway only
                 touched[device] = None
@@ -299,6 +302,11 @@ class Pipeline:
             self._drop(device)
         self.identity.forget(devices)
         return found
+
+    def published(self, device: str) -> bool:
+        """Whether a tracked device is published under its id (not only counted)."""
+        ref = self._refs.get(device)
+        return ref is not None and ref.publish
 
     def unzoned_receivers(self) -> list[str]:
         """Receivers heard that have no zone: their adverts give no presence."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from edge_agent.config import AgentConfig, parse_config
+from edge_agent.config import AgentConfig, ReceiverConfig, parse_config
 from edge_agent.config.checks import load_checked
 from edge_agent.errors import SourceError
 from edge_agent.models import Advert, ContextEvent, body_fields
@@ -99,9 +99,12 @@ def replay(
     receivers: Path | None = None,
     speed: float = 0.0,
 ) -> ReplaySummary:
-    """Feed a recording or capture through the pure pipeline, tick by tick of its own time."""
+    """Feed a recording or capture through the pure pipeline, tick by tick of its own time.
+    With ``receivers`` (positions JSON) and no floor plan in ``cfg``, those positions make one,
+    so that the estimates have fused lines."""
+    cfg = with_positions(cfg, receivers)
     pipeline = Pipeline(cfg, Identity(cfg, day_keys=file_day_keys(path)))
-    writer = _writer(cfg, estimates, receivers, pipeline)
+    writer = _writer(cfg, estimates, pipeline)
     counts: Counter[str] = Counter()
     n = 0
     t0 = wall0 = 0.0
@@ -132,26 +135,30 @@ def replay(
     )
 
 
-def _writer(
-    cfg: AgentConfig, out: IO[str] | None, receivers: Path | None, pipeline: Pipeline
-) -> EstimateWriter | None:
+def with_positions(cfg: AgentConfig, receivers: Path | None) -> AgentConfig:
+    """``cfg`` with the receivers of a positions JSON on a floor plan, unless it has one."""
+    if receivers is None or cfg.floor_plan:
+        return cfg
+    known = {r.id: r for r in cfg.receivers}
+    placed = []
+    for rid, (x, y, z) in load_positions(receivers).items():
+        base = known.get(rid) or ReceiverConfig(id=rid)
+        placed.append(base.model_copy(update={"x": x, "y": y, "z": z}))
+    return cfg.model_copy(update={"receivers": placed})
+
+
+def _writer(cfg: AgentConfig, out: IO[str] | None, pipeline: Pipeline) -> EstimateWriter | None:
     if out is None:
         return None
-    positions = (
-        {k: (x, y) for k, (x, y, _) in load_positions(receivers).items()} if receivers else None
-    )
     pipeline.sample_log = []
-    return EstimateWriter(out, cfg.proximity, positions)
+    return EstimateWriter(out, cfg.proximity)
 
 
 def replay_hook(
-    agent: Agent,
-    estimates: IO[str] | None,
-    events: IO[str] | None,
-    receivers: Path | None,
+    agent: Agent, estimates: IO[str] | None, events: IO[str] | None
 ) -> Callable[[Agent, list[ContextEvent]], None]:
     """An ``on_tick`` for an agent that publishes a replay: it writes estimates and events too."""
-    writer = _writer(agent.cfg, estimates, receivers, agent.pipeline)
+    writer = _writer(agent.cfg, estimates, agent.pipeline)
 
     def on_tick(agent: Agent, out: list[ContextEvent]) -> None:
         _write(agent.pipeline, out, events, writer)
@@ -168,6 +175,15 @@ def _write(
     """A tick's events to ``--events``, its samples to ``--estimates``."""
     if events is not None and out:
         events.write("".join(event_line(e) + "\n" for e in out))
-    if writer is not None and pipeline.sample_log:
-        writer.write(pipeline.sample_log)
-        pipeline.sample_log.clear()
+    if writer is None:
+        return
+    fusion = pipeline.fusion
+    fused = [
+        pos
+        for d in pipeline.fused
+        if fusion is not None and pipeline.published(d) and (pos := fusion.position(d))
+    ]
+    if pipeline.sample_log or fused:
+        writer.write(pipeline.sample_log or (), fused)
+        if pipeline.sample_log:
+            pipeline.sample_log.clear()

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.contract import EVENT_MODELS, TOPICS, PresencePayload, asyncapi, rfc3339
+from edge_agent.contract import (
+    EVENT_MODELS,
+    STORE_TOPICS,
+    TOPICS,
+    PresencePayload,
+    RssiSummaryPayload,
+    asyncapi,
+    decode_summary,
+    rfc3339,
+)
 from tests.support.cli import run_cli
 
 
@@ -24,7 +33,7 @@ def test_schema_command_writes_the_contract(tmp_path: Path) -> None:
 def test_asyncapi_lists_every_topic() -> None:
     doc = asyncapi()
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {"{prefix}/{site}/{gateway}/" + t for t in TOPICS}
+    assert addresses == {"{prefix}/{site}/{gateway}/" + t for t in TOPICS} | set(STORE_TOPICS)
     for channel in doc["channels"].values():
         for message in channel["messages"].values():
             ref = message["payload"]["$ref"].rsplit("/", 1)[1]
@@ -58,3 +67,29 @@ def test_payload_models_reject_what_the_contract_forbids() -> None:
     ):
         with pytest.raises(ValidationError):
             PresencePayload.model_validate({**good, **change})
+
+
+def test_summaries_on_the_wire_are_bounded_and_validated() -> None:
+    from edge_agent.models import DeviceClass
+    from edge_agent.pipeline.identity import DeviceRef
+    from edge_agent.pipeline.summaries import SummaryCollector, encode
+
+    collector = SummaryCollector(max_devices=2)
+    for n in range(3):
+        ref = DeviceRef(f"p-{n:016x}", DeviceClass.SHOPPER, False, None, publish=n != 1)
+        for v in (-60.0, -64.0):
+            collector.add(ref, "hci0", v)
+    first = collector.take()
+    assert [d.device for d in first] == ["p-0000000000000000", "p-0000000000000001"]
+    assert first[0].receivers[0].mean == -62.0 and first[0].receivers[0].variance == 4.0
+    assert collector.deferred == 1 and [d.device for d in collector.take()] == [
+        "p-0000000000000002"
+    ]
+    wire = encode("gw-a", 1_800_000_000.5, 7, first)
+    summary = decode_summary(wire)
+    assert isinstance(summary, RssiSummaryPayload)
+    assert summary.step == 7 and summary.devices[1].publish is False
+    assert summary.devices[0].rx == [("hci0", -62.0, 4.0, 2)]
+    assert b"D0:" not in wire and b":00:" not in wire  # never an address
+    for bad in (b"", b"{", b"[]", wire.replace(b'"gw-a"', b'"GW/A"'), b" " * (5 << 20)):
+        assert decode_summary(bad) is None
