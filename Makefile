@@ -18,7 +18,8 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
 # Run again without numba: the kernels' pure-Python twins must give the same results.
 JIT_TWINS := tests/unit/test_kernels.py tests/unit/test_filters.py tests/unit/test_pipeline.py \
-	tests/unit/test_proximity.py tests/unit/test_privacy.py tests/unit/test_golden.py
+	tests/unit/test_proximity.py tests/unit/test_privacy.py tests/unit/test_golden.py \
+	tests/unit/test_fusion.py
 
 .PHONY: setup venv mosquitto demo test lint typecheck unit soak bench schema clean install
 

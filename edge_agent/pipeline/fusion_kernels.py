@@ -42,25 +42,57 @@ lock: a device is never ruled out anywhere)."""
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _blur_line(
-    src: F64, dst: F64, start: int, stride: int, n: int, w: F64, r: int, buf: F64
+    src: F64, dst: F64, start: int, stride: int, n: int, w: F64, r: int, wsum: float, buf: F64
 ) -> None:
     """Spread one line of cells (``n`` cells from ``start`` every ``stride``) by the kernel
-    ``w`` (radius ``r``); each cell's mass is shared among the neighbours inside the floor
-    only, so none leaks out at the walls."""
+    ``w`` (radius ``r``, weights summing to ``wsum``); each cell's mass is shared among the
+    neighbours inside the floor only, so none leaks out at the walls."""
+    inv = 1.0 / wsum
     for i in range(n):
-        total = 0.0
-        lo = max(-r, -i)
-        hi = min(r, n - 1 - i)
-        for k in range(lo, hi + 1):
-            total += w[k + r]
-        buf[i] = src[start + i * stride] / total
+        buf[i + r] = src[start + i * stride] * inv  # the whole kernel inside: the interior
+    for i in range(min(r, n)):  # near the walls, only the part of the kernel inside counts
+        for j in (i, n - 1 - i):
+            total = 0.0
+            for k in range(max(-r, -j), min(r, n - 1 - j) + 1):
+                total += w[k + r]
+            buf[j + r] = src[start + j * stride] / total
+    for i in range(r):  # zero padding beyond the walls
+        buf[i] = 0.0
+        buf[n + r + i] = 0.0
+    width = 2 * r + 1
     for i in range(n):
         acc = 0.0
-        lo = max(-r, -i)
-        hi = min(r, n - 1 - i)
-        for k in range(lo, hi + 1):
-            acc += w[k + r] * buf[i + k]
+        for k in range(width):
+            acc += w[k] * buf[i + k]
         dst[start + i * stride] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _blur_rows(a: F64, nx: int, ny: int, w: F64, r: int, wsum: float, buf: F64) -> None:
+    """``_blur_line`` along x for every line at once: whole rows of ``ny`` contiguous cells
+    are scaled and added, so the inner loops run over contiguous memory."""
+    for i in range(r * ny):  # zero padding beyond the walls
+        buf[i] = 0.0
+        buf[(nx + r) * ny + i] = 0.0
+    for i in range(nx):
+        total = wsum
+        if i < r or i >= nx - r:  # near a wall only the part of the kernel inside counts
+            total = 0.0
+            for k in range(max(-r, -i), min(r, nx - 1 - i) + 1):
+                total += w[k + r]
+        inv = 1.0 / total
+        base, src = (i + r) * ny, i * ny
+        for j in range(ny):
+            buf[base + j] = a[src + j] * inv
+    for i in range(nx):
+        out = i * ny
+        for j in range(ny):
+            a[out + j] = 0.0
+        for k in range(2 * r + 1):
+            wk = w[k]
+            src = (i + k) * ny
+            for j in range(ny):
+                a[out + j] += wk * buf[src + j]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -104,7 +136,8 @@ def fuse_batch(
     strong2 = cap_strong * cap_strong
     n_zones = len(zone_starts) - 1
     w = np.empty(2 * max_radius + 1)
-    buf = np.empty(max(nx, ny))
+    buf = np.empty(max(nx, ny) + 2 * max_radius)
+    rows_buf = np.empty((nx + 2 * max_radius) * ny)
     for m in range(len(rows)):
         p = post[rows[m]]
         fresh = not (dt[m] >= 0.0) or 3.0 * spread * math.sqrt(dt[m]) > max_radius
@@ -117,12 +150,13 @@ def fuse_batch(
                 tmp[c] = p[c]
             if s_cells > 0.05:
                 r = min(int(math.ceil(3.0 * s_cells)), max_radius)  # noqa: RUF046 (numba)
+                wsum = 0.0
                 for k in range(-r, r + 1):
                     w[k + r] = math.exp(-0.5 * (k / s_cells) ** 2)
-                for j in range(ny):  # along x: stride ny
-                    _blur_line(tmp, tmp, j, ny, nx, w, r, buf)
+                    wsum += w[k + r]
+                _blur_rows(tmp, nx, ny, w, r, wsum, rows_buf)  # along x, a row at a time
                 for i in range(nx):  # along y: contiguous
-                    _blur_line(tmp, tmp, i * ny, 1, ny, w, r, buf)
+                    _blur_line(tmp, tmp, i * ny, 1, ny, w, r, wsum, buf)
             floor = FLOOR_SHARE / cells
             for c in range(cells):
                 tmp[c] = (1.0 - FLOOR_SHARE) * tmp[c] + floor

@@ -179,7 +179,10 @@ class Reporter:
             warnings=[
                 *(warnings or ()),
                 *(
-                    f"receiver {r!r} is heard but has no zone: its adverts give no presence"
+                    f"receiver {r!r} is heard but is not on the floor plan: its adverts place "
+                    "no one"
+                    if pipeline.fusion is not None
+                    else f"receiver {r!r} is heard but has no zone: its adverts give no presence"
                     for r in pipeline.unzoned_receivers()
                 ),
             ],

@@ -22,6 +22,7 @@ from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import stated_tx
 from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools import evaluation as ev
+from edge_agent.tools.positioning import fit_mean_model
 
 MIN_STEP_ADVERTS = 5
 """Adverts a receiver must hear at each distance for its median to mean something."""
@@ -72,6 +73,7 @@ def fit_captures(
         for c in captures
     ]
     fitted = ev.fit_calibration(parts)
+    mean_model = fit_mean_model([(c, dist) for c, _, dist in parts])
     edges = (float(ev.EXPONENTS[0]), float(ev.EXPONENTS[-1]))
     names = sorted({n for c in captures for n in c.receivers})
     tx = prox.tx_power_1m_dbm
@@ -83,6 +85,7 @@ def fit_captures(
                                for c, _, d in parts if name in c.receivers])  # fmt: skip
         near = np.isfinite(smoothed) & (dist < ev.NEAR_M) & (dist > 0.1)
         at_1m, n = fitted.get(name, fitted["*"])
+        mean_at_1m, mean_n = mean_model.get(name, mean_model["*"])
         notes = []
         if name not in fitted:
             notes.append(
@@ -102,6 +105,8 @@ def fit_captures(
                     id=name,
                     rssi_offset_db=round(max(-40.0, min(40.0, tx - at_1m)), 2),
                     path_loss_exponent=round(n, 3),
+                    mean_offset_db=round(max(-40.0, min(40.0, tx - mean_at_1m)), 2),
+                    mean_exponent=round(mean_n, 3),
                 ),
                 int(near.sum()),
                 (float(dist[near].min()), float(dist[near].max())) if near.any() else (0.0, 0.0),
@@ -130,8 +135,14 @@ def to_toml(fits: Sequence[Fitted], origin: str, tx: int, file_name: str) -> str
             f'id = "{r.id}"',
             f"rssi_offset_db = {r.rssi_offset_db}",
             f"path_loss_exponent = {r.path_loss_exponent}",
-            "",
         ]
+        if r.mean_offset_db is not None and r.mean_exponent is not None:
+            lines += [
+                "# the mean signal over every distance heard (fusion on a floor plan uses it)",
+                f"mean_offset_db = {r.mean_offset_db}",
+                f"mean_exponent = {r.mean_exponent}",
+            ]
+        lines += [""]
     return "\n".join(lines)
 
 

@@ -17,12 +17,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.config.checks import load_checked
 from edge_agent.config.sections import broker_address
 from edge_agent.errors import ConfigError, EdgeAgentError, PublishError
 from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
+from edge_agent.tools import floorview
 from edge_agent.tools.mosquitto import LocalMosquitto
 from edge_agent.tools.sources import make_source
 
@@ -139,7 +141,22 @@ def _render(agent: Agent, view: View, sub: Subscriber) -> Group:
         else:
             continue
         latest.add_row(time.strftime("%H:%M:%S", time.gmtime(ev.wall)), ev.type, b.device, detail)
-    return Group(head, zones, latest)
+    floor = floor_map(agent)
+    return Group(head, *floor, zones, latest)
+
+
+def floor_map(agent: Agent, width: int = 72) -> list[Text]:
+    """The floor plan with every device the agent places (none without a plan)."""
+    fusion = agent.pipeline.fusion
+    if fusion is None:
+        return []
+    dots = []
+    for device, st in agent.pipeline.presence.states.items():
+        pos = fusion.position(device)
+        if pos is not None:
+            dots.append((pos.x, pos.y, st.ref.kind.value))
+    lines = floorview.draw(fusion.plan, floorview.zone_of_cells(fusion.plan), dots, width)
+    return [Text("\n".join(lines)), Text(floorview.legend(fusion.plan), style="dim")]
 
 
 def _summary(agent: Agent, view: View, sub: Subscriber) -> str:

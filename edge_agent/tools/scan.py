@@ -11,13 +11,15 @@ import time
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.config import AgentConfig
 from edge_agent.models import Advert
 from edge_agent.runtime.sources import AdvertSource, SourceFeed
+from edge_agent.tools import floorview
 from edge_agent.tools.scanview import ScanRow, ScanView
 
 WIDE = 110
@@ -51,6 +53,16 @@ def render(rows: list[ScanRow], view: ScanView, limit: int, title: str, width: i
     for row in cells:
         table.add_row(*row)
     return table
+
+
+def floor(view: ScanView, rows: list[ScanRow], width: int) -> list[Text]:
+    """The floor plan with every device placed, above the table (none without a plan)."""
+    fusion = view.fusion
+    if fusion is None:
+        return []
+    dots = [(r.x, r.y, r.kind) for r in rows if r.x is not None and r.y is not None]
+    lines = floorview.draw(fusion.plan, floorview.zone_of_cells(fusion.plan), dots, min(width, 96))
+    return [Text("\n".join(lines)), Text(floorview.legend(fusion.plan), style="dim")]
 
 
 def _cells(r: ScanRow, wide: bool, addresses: bool) -> list[str]:
@@ -120,7 +132,8 @@ async def scan(cfg: AgentConfig, source: AdvertSource, opts: ScanOptions) -> int
                 rows = view.rows(_now(last, source), opts.sort)
                 if live is not None:
                     width = live.console.width
-                    live.update(render(rows, view, opts.limit, title, width), refresh=True)
+                    table = render(rows, view, opts.limit, title, width)
+                    live.update(Group(*floor(view, rows, width), table), refresh=True)
                 else:
                     print(json.dumps([row_json(r) for r in rows]), flush=True)
                 if mono >= deadline:

@@ -22,7 +22,9 @@ from edge_agent.models import (
     IBeaconFrame,
     RuuviFrame,
 )
+from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.fusion import FusionEngine
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import DeviceTable, band_for, stated_tx
 
@@ -55,6 +57,12 @@ class ScanRow:
     """Seconds since it was last heard."""
     address: str | None = None
     """Raw address, only with ``--show-addresses``."""
+    x: float | None = None
+    """Fused position on the floor plan, metres (``None`` without a plan)."""
+    y: float | None = None
+    """Fused position on the floor plan, metres."""
+    zone: str | None = None
+    """The plan's most probable zone at that position."""
 
 
 @dataclass(slots=True)
@@ -114,6 +122,18 @@ class ScanView:
         self.show_addresses = show_addresses
         self.identity = identity or Identity(cfg)
         self.table = DeviceTable(cfg.proximity, cfg.receivers, calibration=cfg.calibration)
+        plan = floorplan.build(cfg)
+        self.fusion = FusionEngine(plan, cfg.fusion) if plan is not None else None
+        """On a floor plan: where each device is (the map above the table)."""
+        self._fusion_rx = (
+            {
+                r: (i, m[0])
+                for i, r in enumerate(plan.receivers)
+                if (m := floorplan.exponents(cfg).get(r))
+            }
+            if plan is not None
+            else {}
+        )
         self.decode_stats = DecodeStats()
         self.adverts = 0
         self._seen: dict[str, _Seen] = {}
@@ -147,7 +167,12 @@ class ScanView:
                 seen.address = adv.address
                 if adv.local_name:
                     seen.summary = seen.summary or f"name {adv.local_name!r}"
-            self.table.add(ref, adv, stated_tx(ref, frames))
+            tx = stated_tx(ref, frames)
+            self.table.add(ref, adv, tx)
+            rx, offset = self._fusion_rx.get(adv.receiver, (-1, 0.0))
+            if self.fusion is not None and ref.presence and rx >= 0:
+                power = self.cfg.proximity.tx_power_1m_dbm if tx is None else tx
+                self.fusion.observe(ref.id, rx, adv.rssi + offset - power)
         self.table.flush()
 
     def rows(
@@ -155,11 +180,21 @@ class ScanView:
     ) -> list[ScanRow]:
         """Devices heard within ``forget_after_s``, sorted by ``sort`` (see ``SORT_KEYS``)."""
         out: list[ScanRow] = []
+        fusion = self.fusion
+        if fusion is not None:
+            fusion.step(now)
         for device, seen in list(self._seen.items()):
             if now - seen.t > forget_after_s:
                 del self._seen[device]
                 self.table.forget(device)
+                if fusion is not None:
+                    fusion.forget(device)
                 continue
+            pos = fusion.position(device) if fusion is not None else None
+            zone = None
+            if pos is not None and fusion is not None and pos.zones:
+                best = max(range(len(pos.zones)), key=pos.zones.__getitem__)
+                zone = fusion.plan.zones[best] if pos.zones[best] >= 0.5 else None
             est = self.table.nearest(device, now)
             distance = est.distance_m if est else float("inf")
             seen.band = band_for(distance, seen.band, self.cfg.proximity)
@@ -177,6 +212,9 @@ class ScanView:
                     band=seen.band,
                     last_seen_s=round(max(now - seen.t, 0.0), 1),
                     address=seen.address,
+                    x=round(pos.x, 1) if pos is not None else None,
+                    y=round(pos.y, 1) if pos is not None else None,
+                    zone=zone,
                 )
             )
         key = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -48,8 +49,7 @@ def test_replay_of_a_shared_track_writes_the_estimates_file(tmp_path: Path) -> N
     }
     assert {s["band"] for s in samples} <= {"immediate", "near", "far", "gone"}
     assert all(s["distance_m"] > 0 for s in samples)
-    assert fused and set(fused[0]) == {"t", "device", "nearest_receiver", "x", "y"}
-    assert fused[0]["x"] is None  # no receiver positions given
+    assert fused == []  # no receiver positions: no floor plan, nothing fused
     assert not MAC.search(out.read_text()), "an address leaked into the estimates"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
@@ -63,8 +63,15 @@ def test_replay_of_a_shared_track_writes_the_estimates_file(tmp_path: Path) -> N
         str(TRACKS / "receivers.json"),
     )
     xy = [json.loads(line) for line in with_positions.read_text().splitlines()]
-    points = [(p["x"], p["y"]) for p in xy if "nearest_receiver" in p]
-    assert all(0 <= x <= 30 and 0 <= y <= 30 for x, y in points)
+    fused = [p for p in xy if "nearest_receiver" in p]
+    # the positions make a floor plan: fused lines from the engine, a few per second
+    assert set(fused[0]) == {"t", "device", "nearest_receiver", "x", "y", "error_m"}
+    assert len(fused) > 100 and all(f["device"] == samples[0]["device"] for f in fused)
+    assert all(-1.5 <= f["x"] <= 19.5 and -1.5 <= f["y"] <= 19.5 for f in fused)
+    truth = {round(float(r["t"]), 1): float(r["truth_x"]) for r in csv.DictReader(track.open())}
+    late = [f for f in fused if f["t"] - fused[0]["t"] > 10]
+    err = [abs(f["x"] - truth.get(round(f["t"] - 0.1, 1), f["x"])) for f in late]
+    assert sum(err) / len(err) < 3.0  # the track walks along x: fusion follows it
 
 
 def test_record_pseudonymises_addresses_and_replay_twice_gives_identical_events(
@@ -148,6 +155,13 @@ def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> N
     distances = [math.inf if r["distance_m"] is None else r["distance_m"] for r in rows]
     assert distances == sorted(distances)
     assert all(r["band"] == "gone" for r in rows if r["distance_m"] is None)
+    # the shipped config has a floor plan: carts are placed on it, in its zones; sensors are
+    # heard, not placed
+    carts = [r for r in rows if r["kind"] == "cart" and r["x"] is not None]
+    assert carts and all(-1 <= r["x"] <= 37 and -1 <= r["y"] <= 25 for r in carts)
+    assert {r["zone"] for r in carts} - {None} <= {"entrance", "produce", "checkout", "dairy",
+                                                  "bakery", "frozen"}  # fmt: skip
+    assert all(r["x"] is None for r in rows if r["kind"] == "sensor")
     shown = run_cli(
         "scan", "--config", str(cfg), "--json", "--duration", "1", "--show-addresses"
     ).stdout

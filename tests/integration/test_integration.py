@@ -116,9 +116,9 @@ def test_sigkill_leaves_offline_will_and_loses_nothing_committed(
 def test_health_warns_of_receivers_heard_without_a_zone(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
-    """rx-frozen is left out of [[receivers]]: what it hears gets no zone, and every health
+    """rx-frozen is left out of [[receivers]]: what it hears places no one, and every health
     message says so (a gateway that publishes no presence must not look like an empty store)."""
-    edits = {'[[receivers]]\nid = "rx-frozen"\nzone = "frozen"\nrssi_offset_db = 0.0\n': ""}
+    edits = {'[[receivers]]\nid = "rx-frozen"\nzone = "frozen"\nx = 30.0\ny = 18.0\nz = 2.6\n': ""}
     cfg = sim_config(tmp_path, mosquitto, speed=5.0, duration=None, edits=edits)
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/health")
     proc = start_agent(cfg)
@@ -128,7 +128,9 @@ def test_health_warns_of_receivers_heard_without_a_zone(
         stop(proc)
         watcher.close()
     warning = next(w for p in watcher.payloads() for w in p["warnings"] if "rx-frozen" in w)
-    assert warning == "receiver 'rx-frozen' is heard but has no zone: its adverts give no presence"
+    assert warning == (
+        "receiver 'rx-frozen' is heard but is not on the floor plan: its adverts place no one"
+    )
 
 
 def test_run_warns_at_start_of_adapters_without_a_zone(tmp_path: Path) -> None:

@@ -354,3 +354,25 @@ def test_two_gateways_fuse_the_same_evidence_and_see_the_same_store(
     ref = alone.fusion.position(next(iter(alone.fusion._positions)))  # type: ignore[union-attr]
     assert ref is not None and math.hypot(pa.x - ref.x, pa.y - ref.y) < 1.0
     assert a.presence.states[device].zone == b.presence.states[device].zone == "east"
+
+
+def test_the_floor_map_outlines_zones_and_places_receivers_and_devices(
+    plan_cfg: AgentConfig,
+) -> None:
+    from edge_agent.tools import floorview
+
+    plan = floorplan.build(plan_cfg)
+    assert plan is not None
+    lines = floorview.draw(
+        plan,
+        floorview.zone_of_cells(plan),
+        [(4.0, 5.0, "cart"), (15.0, 5.2, "staff"), (15.0, 5.2, "staff"), (99.0, 0.0, "cart")],
+        width=44,
+    )
+    text = "\n".join(lines)
+    assert all(len(line) == 44 for line in lines) and 5 <= len(lines) <= 20
+    assert text.count("R") == 4 and text.count("c") == 1 and "2" in text  # two staff, one spot
+    assert "0" in text and "1" in text  # the zones' digits
+    border = [line.index("·", 3) for line in lines[2:-2] if "·" in line[3:]]
+    assert border and all(abs(b - 22) <= 1 for b in border)  # x = 10 m is half way
+    assert "0 west" in floorview.legend(plan) and "c cart" in floorview.legend(plan)

@@ -64,6 +64,25 @@ def test_flush_runs_what_is_left_at_the_end() -> None:
     assert got[-1] == ([5.0], 5.0)
 
 
+def test_aligned_ticks_end_on_whole_multiples_whenever_the_stream_starts() -> None:
+    """The gateways of a store tick at the same instants: tick ends are k · tick_s exactly,
+    computed from k (no drift from adding tick_s up), from any first item."""
+    ends: dict[float, list[float]] = {}
+    for first in (1_800_000_000.037, 1_800_000_000.081):
+        got: list[float] = []
+        ticker: Ticker[float] = Ticker(0.1, lambda _b, end, got=got: got.append(end), align=True)
+        t = first
+        while t < first + 60.0:
+            ticker.add(t, t)
+            t += 0.013
+        ends[first] = got
+    a, b = ends.values()
+    assert len(a) >= 599 and a[:599] == b[:599]  # the same instants, to the bit
+    assert all(abs(e / 0.1 - round(e / 0.1)) < 1e-6 for e in a)
+    assert a[0] == pytest.approx(1_800_000_000.1)  # the tick that holds the first item
+    assert a[-1] == 18_000_000_600 * 0.1  # k · tick_s, not a sum of 600 steps
+
+
 class _Failing:
     """A radio that breaks after one advert."""
 
