@@ -69,6 +69,9 @@ class StoreRun:
     """Where every mobile device was, every second."""
     duration_s: float
     """Simulated time."""
+    truth_gain: np.ndarray
+    """Per ``truth`` row and receiver: the true mean signal there less the stated power at
+    1 m, dB (the floor of any zone decision)."""
 
     @property
     def slot_classes(self) -> list[DeviceClass]:
@@ -85,8 +88,15 @@ def run_store(scenario: str | Path, duration_s: float, seed: int | None = None) 
     n_rx = len(sim.receivers)
     rows: list[tuple[int, float, float, float, float, float]] = []
     truth: list[Truth] = []
+    truth_gain: list[np.ndarray] = []
     for _, adverts, tr in simulate(sim, duration_s, 0.0):
         truth += tr
+        for t in tr:  # the floor: each receiver's true mean signal at the true position
+            fw = next(d for d in sim.devices if d.id == t.device)
+            mean = sim.channel.mean_rssi(
+                np.array([[t.x, t.y]]), np.array([fw.tx_1m + fw.true_tx_offset_db])
+            )
+            truth_gain.append(mean[0] - fw.tx_1m)
         by_dev: dict[int, list[int]] = {}
         for k, a in enumerate(adverts):
             i = index.get(a.address)
@@ -120,6 +130,7 @@ def run_store(scenario: str | Path, duration_s: float, seed: int | None = None) 
         arr[:, 5].copy(),
         truth,
         duration_s,
+        np.array(truth_gain).reshape(len(truth), len(sim.receivers)),
     )
 
 
@@ -331,6 +342,55 @@ def _zone_figures(
     return accuracy, false / hours, p50, p90, missed / max(len(true_entries), 1)
 
 
+FLOOR_FUSED = "floor: true signal, true spot, fused"
+"""Zone accuracy of the plan's most probable zone from every receiver's true mean signal at the
+device's true position, second by second: no delay, no fading."""
+FLOOR_STRONGEST = "floor: true signal, true spot, strongest"
+"""The same for the zone of the strongest receiver."""
+
+
+def floors(run: StoreRun, cfg: AgentConfig) -> list[StoreScore]:
+    """Where any zone decision's accuracy ends, second by second with no delay: the zone the
+    plan's model finds most probable (σ = ``proximity.shadowing_db``) and the zone of the
+    strongest receiver, from each receiver's true mean signal at the device's true position.
+    Static shadowing puts signals where the model does not expect them; nothing that listens
+    to the radio alone does better."""
+    plan = floorplan.build(cfg)
+    if plan is None:
+        return []
+    rows = np.array([plan.receiver_index(r) for r in run.receivers], dtype=np.int64)
+    sim_zone = {z: i for i, z in enumerate(plan.zones)}
+    sigma = max(cfg.proximity.shadowing_db, 0.5)
+    zone_of_rx = [_zone_at(plan, *plan.receiver_xyz[r, :2]) for r in rows]
+    fused_hits = strongest_hits = 0
+    scored = 0
+    for tr, gain in zip(run.truth, run.truth_gain, strict=True):
+        if tr.device not in run.devices or tr.zone not in sim_zone:
+            continue
+        e = (gain[:, None] - plan.gain[rows]) / sigma
+        weight = np.exp(-0.5 * (e * e).sum(axis=0) + 0.5 * (e * e).sum(axis=0).min())
+        probs = [
+            weight[plan.zone_cells[plan.zone_starts[z] : plan.zone_starts[z + 1]]].sum()
+            for z in range(len(plan.zones))
+        ]
+        fused_hits += plan.zones[int(np.argmax(probs))] == tr.zone
+        strongest_hits += zone_of_rx[int(np.argmax(gain))] == tr.zone
+        scored += 1
+    nan = math.nan
+    return [
+        StoreScore(FLOOR_STRONGEST, nan, strongest_hits / max(scored, 1), nan, nan, nan, nan),
+        StoreScore(FLOOR_FUSED, nan, fused_hits / max(scored, 1), nan, nan, nan, nan),
+    ]
+
+
+def _zone_at(plan: floorplan.FloorPlan, x: float, y: float) -> str | None:
+    c = int(np.argmin((plan.cx - x) ** 2 + (plan.cy - y) ** 2))
+    for z in range(len(plan.zones)):
+        if c in plan.zone_cells[plan.zone_starts[z] : plan.zone_starts[z + 1]]:
+            return plan.zones[z]
+    return None
+
+
 def score_store(
     run: StoreRun,
     cfg: AgentConfig,
@@ -357,7 +417,7 @@ def score_store(
         if progress is not None:
             progress(f"scoring {name} ({k + 1} of {len(jobs)})")
         out.append(job())
-    return out
+    return out + floors(run, cfg)
 
 
 def _filter_job(
@@ -376,6 +436,9 @@ def report(scores: list[StoreScore]) -> str:
     for s in scores:
         pos = f"{s.position_m:>9.2f}m" if math.isfinite(s.position_m) else f"{'–':>10}"
         mae = f"{s.distance_mae_m:>9.2f}m" if math.isfinite(s.distance_mae_m) else f"{'–':>10}"
+        if not math.isfinite(s.false_changes_per_hour):  # a floor: accuracy only
+            lines.append(f"{s.filter:<{width}}{'–':>10}{'–':>10}{100 * s.zone_accuracy:>9.1f}%")
+            continue
         lines.append(
             f"{s.filter:<{width}}{pos}{mae}{100 * s.zone_accuracy:>9.1f}%"
             f"{s.false_changes_per_hour:>9.2f}{s.entry_delay_p50_s:>10.1f}s"
@@ -399,7 +462,7 @@ def verdict(scores: list[StoreScore], mine: str = FUSED) -> list[str]:
     if mine not in by:
         return [f"FAIL: no {mine!r} row: the config has no floor plan (receivers with x, y)"]
     me = by[mine]
-    rest = [s for s in scores if s.filter not in (mine, FUSED_ORACLE)]
+    rest = [s for s in scores if s.filter not in (mine, FUSED_ORACLE, FLOOR_FUSED, FLOOR_STRONGEST)]
     checks: list[tuple[str, bool, str, Callable[[StoreScore], float], bool]] = [
         (
             "zone accuracy",
