@@ -37,8 +37,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_bluez(args: argparse.Namespace) -> int:
     """Serve a scenario as a virtual BlueZ until SIGTERM/SIGINT."""
-    from firmware_sim.bluez import VirtualBlueZ, serve
+    from firmware_sim.bluez import VirtualBlueZ
     from firmware_sim.dbus import PrivateBus
+    from firmware_sim.serve import serve
 
     adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
     bad = [a for a in adapters if not a.startswith("hci") or not a[3:].isdigit()]

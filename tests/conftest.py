@@ -40,7 +40,12 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
-SLOW_FIRST = ("tests/faults/", "tests/integration/test_install.py", "test_fuzz_")
+SLOW_FIRST = (
+    "tests/faults/",
+    "tests/integration/test_install.py",
+    "tests/integration/test_store_gateways.py",
+    "test_fuzz_",
+)
 """Started first, so that parallel workers are not left waiting on one long test at the end."""
 
 
