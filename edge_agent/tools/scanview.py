@@ -25,6 +25,7 @@ from edge_agent.models import (
 from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine
+from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import DeviceTable, band_for, stated_tx
 
@@ -125,15 +126,8 @@ class ScanView:
         plan = floorplan.build(cfg)
         self.fusion = FusionEngine(plan, cfg.fusion) if plan is not None else None
         """On a floor plan: where each device is (the map above the table)."""
-        self._fusion_rx = (
-            {
-                r: (i, m[0])
-                for i, r in enumerate(plan.receivers)
-                if (m := floorplan.exponents(cfg).get(r))
-            }
-            if plan is not None
-            else {}
-        )
+        alone = cfg.model_copy(update={"fusion": cfg.fusion.model_copy(update={"share": False})})
+        self._feed = FusionFeed(alone, self.fusion, self.identity) if self.fusion else None
         self.decode_stats = DecodeStats()
         self.adverts = 0
         self._seen: dict[str, _Seen] = {}
@@ -169,10 +163,9 @@ class ScanView:
                     seen.summary = seen.summary or f"name {adv.local_name!r}"
             tx = stated_tx(ref, frames)
             self.table.add(ref, adv, tx)
-            rx, offset = self._fusion_rx.get(adv.receiver, (-1, 0.0))
-            if self.fusion is not None and ref.presence and rx >= 0:
+            if self._feed is not None and ref.presence:
                 power = self.cfg.proximity.tx_power_1m_dbm if tx is None else tx
-                self.fusion.observe(ref.id, rx, adv.rssi + offset - power)
+                self._feed.local(ref, adv.receiver, adv.rssi, power)
         self.table.flush()
 
     def rows(
@@ -181,8 +174,8 @@ class ScanView:
         """Devices heard within ``forget_after_s``, sorted by ``sort`` (see ``SORT_KEYS``)."""
         out: list[ScanRow] = []
         fusion = self.fusion
-        if fusion is not None:
-            fusion.step(now)
+        if self._feed is not None:
+            self._feed.step(now)
         for device, seen in list(self._seen.items()):
             if now - seen.t > forget_after_s:
                 del self._seen[device]

@@ -59,10 +59,6 @@ def gateway_config(
             x, y = AT[name]
             owner = f'gateway = "{gw}"\n' if gw != gateway else ""
             receivers += f'\n[[receivers]]\nid = "{adapter}"\n{owner}x = {x}\ny = {y}\nz = 2.6\n'
-    text = sim_config(base, broker, speed=1.0, duration=None).read_text(encoding="utf-8")
-    start = text.index('[[receivers]]\nid = "hci0"')
-    end = text.index("# Per-receiver calibration")
-    text = text[:start] + receivers + "\n" + text[end:]
     edits = {
         'kind = "sim"': 'kind = "bleak"',
         'adapters = ["hci0"]': f"adapters = {json.dumps(list(ADAPTERS))}",
@@ -72,9 +68,10 @@ def gateway_config(
         'resolvable = "count_only"': 'resolvable = "pseudonymous"',
         "share = false": "share = true",
     }
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
+    text = sim_config(base, broker, speed=1.0, duration=None, edits=edits).read_text("utf-8")
+    start = text.index('[[receivers]]\nid = "hci0"')
+    end = text.index("# Per-receiver calibration")
+    text = text[:start] + receivers + "\n" + text[end:]
     path = base / "agent.toml"
     path.write_text(text, encoding="utf-8")
     return path
