@@ -14,7 +14,7 @@ BEACON_PATTERN = (
     r"|eddystone:[0-9a-f]{20}:[0-9a-f]{12})$"
 )
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
 
 PATTERN_MESSAGES = {
     SEGMENT_PATTERN: "must be 1–64 lowercase letters, digits, '-' or '_', starting with a "
@@ -25,7 +25,7 @@ PATTERN_MESSAGES = {
     BEACON_PATTERN: "must be a beacon id: 'ibeacon:<uuid>:<major>:<minor>', "
     "'altbeacon:<40 hex digits>' or 'eddystone:<namespace>:<instance>'",
     ENV_PATTERN: "must be an environment variable name",
-    TIME_PATTERN: "must be a time of day 'HH:MM' (00:00 to 23:59)",
+    TIME_PATTERN: "must be a time of day 'HH:MM' or 'HH:MM:SS' (00:00 to 23:59:59)",
     r"^hci\d{1,2}$": "must be a BlueZ adapter name like 'hci0'",
 }
 """What a value that does not match a pattern must be, in words a field engineer can act on."""

@@ -82,9 +82,9 @@ def address_class(address: str, address_type: str) -> AddressClass:
 
 
 def _at(local: datetime, rotate_at: str) -> float:
-    """``local``'s day at the clock time ``rotate_at`` (``HH:MM``), as epoch seconds."""
-    hour, minute = (int(p) for p in rotate_at.split(":"))
-    return local.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+    """``local``'s day at the clock time ``rotate_at`` (``HH:MM[:SS]``), as epoch seconds."""
+    hour, minute, second = (int(p) for p in (rotate_at + ":00").split(":")[:3])
+    return local.replace(hour=hour, minute=minute, second=second, microsecond=0).timestamp()
 
 
 def next_rotation(wall: float, rotate_at: str, tz: ZoneInfo) -> float:

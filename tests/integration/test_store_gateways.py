@@ -41,7 +41,7 @@ AT = {
 ADAPTERS = ("hci0", "hci1", "hci2")
 AGREEMENT = 0.97
 """Share of zone-seconds on which the two gateways must agree (the issue's figure)."""
-WINDOW_S = 30.0
+WINDOW_S = 20.0
 """Seconds of the store over which the gateways' zones are compared."""
 
 
@@ -118,11 +118,10 @@ def store(
     secret = tmp_path / "store-secret"
     secret.write_bytes(b"0123456789abcdef-the-store-secret")
     secret.chmod(0o600)
-    # the key day ends at the next whole minute at least 70 s away (UTC): both gateways rotate
-    # their pseudonyms there while the test watches
-    now = datetime.now(UTC)
-    boundary = (now + timedelta(seconds=130)).replace(second=0, microsecond=0)
-    rotate_at = boundary.strftime("%H:%M")
+    # the key day ends 45 s from now (UTC, to the second): both gateways rotate their
+    # pseudonyms there while the test watches
+    boundary = (datetime.now(UTC) + timedelta(seconds=45)).replace(microsecond=0)
+    rotate_at = boundary.strftime("%H:%M:%S")
     watcher = Watcher(mosquitto.host, mosquitto.port, f"retail/{SITE}/#")
     start_at = time.time() + 3.0
     gateways: dict[str, Gateway] = {}
@@ -212,7 +211,7 @@ def test_two_gateways_fuse_one_store(store: tuple[dict[str, Gateway], Watcher, d
     assert before_a & before_b, "no shopper under the same pseudonym on both gateways"
 
     # the day ends: both replace the key, and agree on the new pseudonyms
-    wait_until(lambda: time.time() > boundary + 15, 200, "15 s past the key day's end")
+    wait_until(lambda: time.time() > boundary + 10, 200, "10 s past the key day's end")
     ev_a, ev_b = presence(watcher, "gw-a"), presence(watcher, "gw-b")
     after_a = pseudonyms(ev_a, boundary + 2, math.inf)
     after_b = pseudonyms(ev_b, boundary + 2, math.inf)

@@ -155,8 +155,8 @@ BAD_CASES = [
         [
             "agent.toml:26: privacy.policy.resolvable = 'track_everyone': must be one of "
             "'track', 'pseudonymous', 'count_only' or 'ignore'",
-            "agent.toml:25: privacy.rotate_at = '24:00': must be a time of day 'HH:MM' "
-            "(00:00 to 23:59)",
+            "agent.toml:25: privacy.rotate_at = '24:00': must be a time of day 'HH:MM' or "
+            "'HH:MM:SS' (00:00 to 23:59:59)",
             "agent.toml:24: privacy.timezone = 'Mars/Olympus': is not a known IANA time zone "
             "(e.g. 'Europe/Berlin')",
         ],
