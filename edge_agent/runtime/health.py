@@ -87,6 +87,16 @@ class Reporter:
             .encode()
         )
 
+    @staticmethod
+    def unzoned_warning(pipeline: Pipeline, receiver: str) -> str:
+        """What ``health.warnings`` says of a receiver heard that the config does not list."""
+        if pipeline.fusion is not None:
+            return (
+                f"receiver {receiver!r} is heard but is not on the floor plan: its adverts "
+                "place no one"
+            )
+        return f"receiver {receiver!r} is heard but has no zone: its adverts give no presence"
+
     def health(
         self,
         pipeline: Pipeline,
@@ -178,12 +188,6 @@ class Reporter:
             rss_mb=round(usage.ru_maxrss / 1024.0, 1),
             warnings=[
                 *(warnings or ()),
-                *(
-                    f"receiver {r!r} is heard but is not on the floor plan: its adverts place "
-                    "no one"
-                    if pipeline.fusion is not None
-                    else f"receiver {r!r} is heard but has no zone: its adverts give no presence"
-                    for r in pipeline.unzoned_receivers()
-                ),
+                *(self.unzoned_warning(pipeline, r) for r in pipeline.unzoned_receivers()),
             ],
         )

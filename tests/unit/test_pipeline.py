@@ -261,3 +261,16 @@ def test_sensors_and_fixed_devices_get_no_presence(write_config: Callable[[str],
     assert {h.device: h.zone for h in health}.get("door-1") == "b"
     occupancy = [e.body for e in events if isinstance(e.body, OccupancyBody)]
     assert all("sensor" not in o.fewer_than_k and not o.counts.get("sensor") for o in occupancy)
+
+
+def test_receivers_heard_without_a_zone_are_named(write_config: Callable[[str], Path]) -> None:
+    """A receiver the config does not list gives no presence: the pipeline names it, and health
+    says so in words that fit a config without a floor plan."""
+    from edge_agent.runtime.health import Reporter
+
+    p = Pipeline(_cfg(write_config))
+    _run(p, [_cart(0.1, "rx-a", -60), _cart(0.2, "rx-z", -60)], 1.0)
+    assert p.unzoned_receivers() == ["rx-z"]
+    assert p.fusion is None
+    text = Reporter.unzoned_warning(p, "rx-z")
+    assert text == "receiver 'rx-z' is heard but has no zone: its adverts give no presence"
