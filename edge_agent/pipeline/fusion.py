@@ -206,6 +206,11 @@ class FusionEngine:
             updated.append(device)
         return updated
 
+    @property
+    def placed(self) -> list[str]:
+        """The devices that have a position, in the order they first got one."""
+        return list(self._positions)
+
     def position(self, device: str) -> Position | None:
         """The device's latest position, if it has had a step."""
         return self._positions.get(device)

@@ -220,21 +220,19 @@ def fused(cap: ev.Capture, cfg: AgentConfig, times: F64) -> tuple[F64, list[str]
     xy = np.full((len(times), 2), np.nan)
     near = [""] * len(times)
     cursor = [0]
-    device: list[str] = []
 
     tick = cfg.pipeline.tick_s
 
     def run(batch: list[Advert], end: float) -> None:
         # instants before this tick see what the ticks before it concluded (no look-ahead)
         while cursor[0] < len(times) and times[cursor[0]] <= end - tick:
-            pos = fusion.position(device[0]) if device else None
+            placed = fusion.placed
+            pos = fusion.position(placed[0]) if placed else None
             if pos is not None:
                 xy[cursor[0]] = (pos.x, pos.y)
                 near[cursor[0]] = pos.nearest
             cursor[0] += 1
         pipeline.process(batch, end, end)
-        if not device and pipeline.devices_tracked:
-            device.extend(pipeline.presence.states or pipeline.table._device_slots)
 
     ticker: Ticker[Advert] = Ticker(cfg.pipeline.tick_s, run, start=float(cap.t[0]))
     for t, rx, rssi in zip(cap.t, cap.receiver, cap.rssi, strict=True):

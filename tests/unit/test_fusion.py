@@ -345,13 +345,14 @@ def test_two_gateways_fuse_the_same_evidence_and_see_the_same_store(
         t += 0.3
     ticker.flush(t)
     assert crossed > 100
-    device = next(iter(a.fusion._positions))  # type: ignore[union-attr]
-    assert device.startswith("p-") and device in b.fusion._positions  # type: ignore[union-attr]
-    pa, pb = a.fusion.position(device), b.fusion.position(device)  # type: ignore[union-attr]
+    assert a.fusion is not None and b.fusion is not None and alone.fusion is not None
+    device = a.fusion.placed[0]
+    assert device.startswith("p-") and device in b.fusion.placed
+    pa, pb = a.fusion.position(device), b.fusion.position(device)
     assert pa is not None and pb is not None
     assert (pa.x, pa.y, pa.zones) == (pb.x, pb.y, pb.zones)  # the same evidence, the same step
     assert pa.receivers == 4  # both halves went in
-    ref = alone.fusion.position(next(iter(alone.fusion._positions)))  # type: ignore[union-attr]
+    ref = alone.fusion.position(alone.fusion.placed[0])
     assert ref is not None and math.hypot(pa.x - ref.x, pa.y - ref.y) < 1.0
     assert a.presence.states[device].zone == b.presence.states[device].zone == "east"
 
