@@ -1,12 +1,16 @@
 """Plane geometry of the floor plan: polygons (zones) and points (receivers), in metres.
 
 Pure and small: the config checks use it (a polygon that is not simple, zones that overlap,
-a receiver outside the plan) and so does the fusion stage (which cells a zone covers).
+a receiver outside the plan) and so does the fusion stage (which cells a zone covers), with the
+one point-in-polygon test, ``contains_points``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 Point = tuple[float, float]
 Polygon = Sequence[Point]
@@ -17,20 +21,28 @@ def rectangle(x0: float, y0: float, x1: float, y1: float) -> list[Point]:
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def contains(poly: Polygon, x: float, y: float) -> bool:
-    """Whether ``(x, y)`` is inside ``poly`` (even-odd rule; a point on the lower or left
-    edge is inside, on the upper or right edge outside, so that zones sharing an edge never
-    both hold a point)."""
-    inside = False
+def contains_points(
+    poly: Polygon, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Whether each point ``(x[i], y[i])`` is inside ``poly`` (even-odd rule; a point on the
+    lower or left edge is inside, on the upper or right edge outside, so that zones sharing an
+    edge never both hold a point)."""
+    inside = np.zeros(len(x), dtype=bool)
     n = len(poly)
     for i in range(n):
         xa, ya = poly[i]
         xb, yb = poly[(i + 1) % n]
-        if (ya <= y) != (yb <= y):
-            cross = xa + (y - ya) * (xb - xa) / (yb - ya)
-            if x < cross:
-                inside = not inside
+        if ya == yb:  # a horizontal edge crosses no horizontal ray
+            continue
+        spans = (ya <= y) != (yb <= y)
+        cross = xa + (y - ya) * (xb - xa) / (yb - ya)
+        inside ^= spans & (x < cross)
     return inside
+
+
+def contains(poly: Polygon, x: float, y: float) -> bool:
+    """Whether ``(x, y)`` is inside ``poly`` (``contains_points`` for one point)."""
+    return bool(contains_points(poly, np.array([x], dtype=float), np.array([y], dtype=float))[0])
 
 
 def area(poly: Polygon) -> float:
@@ -105,11 +117,7 @@ def overlap_area(a: Polygon, b: Polygon, step: float = 0.1) -> float:
     step = max(step, ((x1 - x0) * (y1 - y0) / 250_000.0) ** 0.5)
     nx, ny = max(int((x1 - x0) / step), 1), max(int((y1 - y0) / step), 1)
     dx, dy = (x1 - x0) / nx, (y1 - y0) / ny
-    shared = 0
-    for i in range(nx):
-        x = x0 + (i + 0.5) * dx
-        for j in range(ny):
-            y = y0 + (j + 0.5) * dy
-            if contains(a, x, y) and contains(b, x, y):
-                shared += 1
+    gx, gy = np.meshgrid(x0 + (np.arange(nx) + 0.5) * dx, y0 + (np.arange(ny) + 0.5) * dy)
+    px, py = gx.ravel(), gy.ravel()
+    shared = int(np.count_nonzero(contains_points(a, px, py) & contains_points(b, px, py)))
     return shared * dx * dy

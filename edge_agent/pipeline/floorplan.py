@@ -68,21 +68,6 @@ class FloorPlan:
             return -1
 
 
-def contains(poly: geometry.Polygon, x: F64, y: F64) -> npt.NDArray[np.bool_]:
-    """``geometry.contains`` for many points at once."""
-    inside = np.zeros(len(x), dtype=bool)
-    n = len(poly)
-    for i in range(n):
-        xa, ya = poly[i]
-        xb, yb = poly[(i + 1) % n]
-        if ya == yb:
-            continue
-        spans = (ya <= y) != (yb <= y)
-        cross = xa + (y - ya) * (xb - xa) / (yb - ya)
-        inside ^= spans & (x < cross)
-    return inside
-
-
 def exponents(cfg: AgentConfig) -> dict[str, tuple[float, float]]:
     """Per receiver (by its plan name, ``ReceiverConfig.key``): the offset (dB) added to what it
     reports, and its path-loss exponent, as fusion uses them: the mean-signal calibration when
@@ -135,7 +120,7 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
         if shape is None:
             inside = np.zeros(0, dtype=np.int64)
         else:
-            inside = np.flatnonzero(contains(shape, cx, cy)).astype(np.int64)
+            inside = np.flatnonzero(geometry.contains_points(shape, cx, cy)).astype(np.int64)
         cells.append(inside)
         starts.append(starts[-1] + len(inside))
     return FloorPlan(
