@@ -22,7 +22,8 @@ from edge_agent.errors import ScenarioError
 from edge_agent.models import ContextEvent, DeviceClass, PresenceBody
 from edge_agent.pipeline import floorplan, kernels
 from edge_agent.pipeline.fusion import FusionEngine, Position
-from edge_agent.pipeline.identity import DeviceRef
+from edge_agent.pipeline.fusion_feed import FusionFeed
+from edge_agent.pipeline.identity import DeviceRef, Identity
 from edge_agent.pipeline.proximity import DeviceTable, Estimate
 from edge_agent.pipeline.tick import Ticker
 from edge_agent.pipeline.zones import PresenceEngine
@@ -220,19 +221,16 @@ def _fused_zones(
     engine = PresenceEngine(cfg, fusion)
     refs = _refs(run)
     n_rx = len(run.receivers)
-    model = floorplan.exponents(cfg)
-    rx_index = np.array([plan.receiver_index(r) for r in run.receivers], dtype=np.int64)
-    offset = np.array([model.get(r, (0.0, 0.0))[0] for r in run.receivers])
+    fusion_feed = FusionFeed(cfg, fusion, Identity(cfg), share=False)  # the agent's own input
     gone = cfg.proximity.gone_after_s
     truth = {(tr.device, round(tr.t)): (tr.x, tr.y) for tr in run.truth}
     errors: list[float] = []
 
     def feed(idx: np.ndarray, now: float) -> None:
-        dev, rx = run.slot[idx] // n_rx, run.slot[idx] % n_rx
-        value = rssi[idx] + offset[rx] - run.tx_1m[idx]
-        for d, r, v in zip(dev.tolist(), rx.tolist(), value.tolist(), strict=True):
-            fusion.observe(refs[d].id, int(rx_index[r]), v)
-        fusion.step(now)
+        for i in idx.tolist():
+            d, r = divmod(int(run.slot[i]), n_rx)
+            fusion_feed.local(refs[d], run.receivers[r], float(rssi[i]), float(run.tx_1m[i]))
+        fusion_feed.step(now)
 
     def locate(ref: DeviceRef, now: float) -> tuple[Estimate | None, Position | None]:
         pos = fusion.position(ref.id)

@@ -31,7 +31,16 @@ SUMMARY_SKEW_S = 2.0
 class FusionFeed:
     """Feeds one ``FusionEngine`` and says which devices it updated."""
 
-    def __init__(self, cfg: AgentConfig, fusion: FusionEngine, identity: Identity) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        fusion: FusionEngine,
+        identity: Identity,
+        *,
+        share: bool | None = None,
+    ) -> None:
+        """``share``: exchange summaries with the store's other gateways (default:
+        ``fusion.share``; a tool that only looks, like ``scan``, says False)."""
         self.cfg = cfg
         self.fusion = fusion
         self.identity = identity
@@ -39,9 +48,8 @@ class FusionFeed:
         self._rx = {
             r: (i, model.get(r, (0.0, 0.0))[0]) for i, r in enumerate(fusion.plan.receivers)
         }
-        self.collector = (
-            SummaryCollector(cfg.fusion.share_max_devices) if cfg.fusion.share else None
-        )
+        shared = cfg.fusion.share if share is None else share
+        self.collector = SummaryCollector(cfg.fusion.share_max_devices) if shared else None
         """This gateway's samples, summarised for the store's other gateways (shared only)."""
         self._step = -1
         self._held: list[DeviceSummary] = []
@@ -56,7 +64,7 @@ class FusionFeed:
         self.skipped = 0
         """Summaries not fused: too near a pseudonym key change."""
 
-    def local(self, ref: DeviceRef, receiver: str, rssi: int, tx: int) -> None:
+    def local(self, ref: DeviceRef, receiver: str, rssi: float, tx: float) -> None:
         """One advert heard by this gateway's ``receiver``, from a device whose power at 1 m
         is ``tx``."""
         rx, offset = self._rx.get(receiver, NOT_ON_PLAN)

@@ -126,8 +126,9 @@ class ScanView:
         plan = floorplan.build(cfg)
         self.fusion = FusionEngine(plan, cfg.fusion) if plan is not None else None
         """On a floor plan: where each device is (the map above the table)."""
-        alone = cfg.model_copy(update={"fusion": cfg.fusion.model_copy(update={"share": False})})
-        self._feed = FusionFeed(alone, self.fusion, self.identity) if self.fusion else None
+        self._feed = (
+            FusionFeed(cfg, self.fusion, self.identity, share=False) if self.fusion else None
+        )
         self.decode_stats = DecodeStats()
         self.adverts = 0
         self._seen: dict[str, _Seen] = {}
