@@ -426,13 +426,7 @@ def _floor_checks(
     placed = [(i, z, s) for i, z, s in shapes if s is not None]
     floor = cfg.fusion.floor
     if floor is None and placed:
-        corners = [c for _, _, s in placed for c in s]
-        floor = (
-            min(c[0] for c in corners),
-            min(c[1] for c in corners),
-            max(c[0] for c in corners),
-            max(c[1] for c in corners),
-        )
+        floor = geometry.bounds([c for _, _, s in placed for c in s])
     if floor is not None:
         x0, y0, x1, y1 = floor
         margin = PLAN_MARGIN_M

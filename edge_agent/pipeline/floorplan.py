@@ -92,14 +92,11 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
     if fusion.floor is not None:
         x0, y0, x1, y1 = fusion.floor
     else:
-        xs = [r.x for r in placed if r.x is not None]
-        ys = [r.y for r in placed if r.y is not None]
-        for _, shape in shapes:
-            if shape is not None:
-                xs += [c[0] for c in shape]
-                ys += [c[1] for c in shape]
+        points = [(r.x, r.y) for r in placed if r.x is not None and r.y is not None]
+        points += [c for _, shape in shapes if shape is not None for c in shape]
         m = FLOOR_MARGIN_M
-        x0, y0, x1, y1 = min(xs) - m, min(ys) - m, max(xs) + m, max(ys) + m
+        x0, y0, x1, y1 = geometry.bounds(points)
+        x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
     step = fusion.grid_m
     nx = max(math.ceil((x1 - x0) / step), 1)
     ny = max(math.ceil((y1 - y0) / step), 1)
