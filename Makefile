@@ -100,6 +100,9 @@ install:
 	@if [ -e $(SYSCONF)/store-secret ]; then \
 	  install -d -m 0755 $(UNITDIR)/edge-agent.service.d && \
 	  install -m 0644 systemd/store-secret.conf $(UNITDIR)/edge-agent.service.d/store-secret.conf; fi
+	@if [ -e $(SYSCONF)/bthome-keys ]; then \
+	  install -d -m 0755 $(UNITDIR)/edge-agent.service.d && \
+	  install -m 0644 systemd/bthome-keys.conf $(UNITDIR)/edge-agent.service.d/bthome-keys.conf; fi
 	@echo "installed in $(DESTDIR)$(PREFIX). Next: edit $(SYSCONF)/agent.toml (gateway, mqtt,"
 	@echo "zones and receivers), then: $(PREFIX)/bin/edge-agent check-config /etc/edge-agent/agent.toml"
 	@echo "  $(PREFIX)/bin/edge-agent doctor -c /etc/edge-agent/agent.toml"

@@ -56,7 +56,7 @@ def normalise_match(value: str) -> str:
 
 _REFERENCE = frozenset({"file", "env", "credential", "path", "dir", "name"})
 """A key ending in one of these names where a secret is kept, not the secret itself."""
-_SECRET = frozenset({"key", "psk", "bindkey", "apikey", "pin", "pwd"})
+_SECRET = frozenset({"key", "keys", "psk", "bindkey", "bindkeys", "apikey", "pin", "pwd"})
 _SECRET_PREFIXES = ("pass", "pasw", "secret", "token", "private", "credentials")
 
 

@@ -178,13 +178,16 @@ class BTHomeFrame:
     """BTHome v2 service data (UUID 0xFCD2)."""
 
     encrypted: bool
-    """True when the payload is encrypted; measurements are then not decoded."""
+    """True when the payload came encrypted; without its bind key nothing is decoded."""
     trigger_based: bool
     """True when the device sends on events rather than at a regular interval."""
     packet_id: int | None
     """Packet id (object 0x00) when present, used to drop repeats."""
     measurements: tuple[Measurement, ...]
     """Decoded objects, in payload order."""
+    partial: str | None = None
+    """Why some of the payload was not decoded (``unknown_object``, ``truncated``,
+    ``binary_value`` …): the objects kept are those before or around it; ``None`` when all was."""
 
     kind = FrameKind.BTHOME
 

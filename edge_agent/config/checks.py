@@ -18,7 +18,13 @@ from edge_agent.config.loading import Validated, issue_at, read_text, validate
 from edge_agent.config.sections import AgentConfig
 from edge_agent.errors import ConfigError, ConfigIssue, ConsentError
 from edge_agent.runtime.consent import load_consents
-from edge_agent.runtime.secrets import credential_path, store_secret_path, store_secret_problem
+from edge_agent.runtime.secrets import (
+    bthome_keys_path,
+    bthome_keys_problem,
+    credential_path,
+    store_secret_path,
+    store_secret_problem,
+)
 
 
 def load_checked(
@@ -61,6 +67,7 @@ def unchecked_secrets(cfg: AgentConfig) -> list[str]:
         for key, name in (
             ("mqtt.password_credential", cfg.mqtt.password_credential),
             ("mqtt.tls.key_credential", cfg.mqtt.tls.key_credential),
+            ("sensors.bthome_keys_credential", cfg.sensors.bthome_keys_credential),
         )
         if name is not None and credential_path(name) is None
     ]
@@ -123,6 +130,18 @@ def environment_issues(
     if secret is not None and (problem := store_secret_problem(secret)) is not None:
         key = "store_secret_file" if priv.store_secret_file else "store_secret_credential"
         yield issue(("privacy", key), str(secret), problem)
+    sens = cfg.sensors
+    if sens.bthome_keys_credential is not None and credentials and bthome_keys_path(sens) is None:
+        yield issue(
+            ("sensors", "bthome_keys_credential"),
+            sens.bthome_keys_credential,
+            "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
+            f"LoadCredential={sens.bthome_keys_credential}:<file>, or use bthome_keys_file",
+        )
+    keys = bthome_keys_path(sens)
+    if keys is not None and (problem := bthome_keys_problem(keys)) is not None:
+        key = "bthome_keys_file" if sens.bthome_keys_file else "bthome_keys_credential"
+        yield issue(("sensors", key), str(keys), problem)
     for key in ("ca_file", "cert_file", "key_file"):
         file = getattr(m.tls, key)
         if file is not None and not os.access(file, os.R_OK):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from edge_agent import topics
@@ -317,6 +318,24 @@ class SensorsConfig(_Section):
     """A measurement is published early only when it moved more than this (its own unit)."""
     beacon_health_interval_s: float = Field(600.0, gt=0)
     """How often a beacon's retained ``beacon_health`` is refreshed."""
+    bthome_keys_file: ConfigPath | None = None
+    """Bind keys of encrypted BTHome devices: a 0600 file, one device per line,
+    ``AA:BB:CC:DD:EE:FF 32-hex-digit-key`` (``#`` starts a comment). Never inline here."""
+    bthome_keys_credential: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    """The same file as a systemd credential (``LoadCredential=bthome-keys:/etc/…``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("bthome_keys", "bind_keys", "bindkeys"):
+                if key in data:
+                    raise ValueError(
+                        f"sensors.{key}: bind keys are never written in the config; put them "
+                        "in a 0600 file named by sensors.bthome_keys_file, or a systemd "
+                        "credential named by sensors.bthome_keys_credential"
+                    )
+        return data
 
 
 Policy = Literal["track", "pseudonymous", "count_only", "ignore"]

@@ -101,9 +101,7 @@ class SensorTracker:
         out: list[ContextEvent],
     ) -> None:
         """One decoded frame of a device."""
-        if isinstance(frame, BTHomeFrame | RuuviFrame):
-            if isinstance(frame, BTHomeFrame) and frame.encrypted:
-                return
+        if isinstance(frame, BTHomeFrame | RuuviFrame):  # encrypted without a key: no values
             self._reading(ref, frame, rssi, now, wall, out)
         else:
             self._beacon(ref, frame, now)

@@ -21,7 +21,7 @@ from edge_agent.models import (
     SampleEstimate,
 )
 from edge_agent.pipeline import floorplan
-from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.decoders import BindKeys, DecodeStats, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import DeviceRef, Identity
@@ -127,9 +127,15 @@ class Pipeline:
     """Everything between the source queue and the outbox."""
 
     def __init__(
-        self, cfg: AgentConfig, identity: Identity | None = None, use_jit: bool | None = None
+        self,
+        cfg: AgentConfig,
+        identity: Identity | None = None,
+        use_jit: bool | None = None,
+        bthome_keys: BindKeys | None = None,
     ) -> None:
         self.cfg = cfg
+        self.bthome_keys = bthome_keys
+        """Bind keys of encrypted BTHome devices (read by the runtime, never by the pipeline)."""
         self.identity = identity or Identity(cfg)
         self.table = DeviceTable(
             cfg.proximity, cfg.receivers, use_jit=use_jit, calibration=cfg.calibration
@@ -185,13 +191,14 @@ class Pipeline:
         identity = self.identity
         table = self.table
         dstats = self.decode_stats
+        keys = self.bthome_keys
         feed = self.feed
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         for adv in adverts:
             if not valid_rssi(adv.rssi):
                 self.stats.rejected_rssi += 1
                 continue
-            frames = decode_advert(adv, dstats)
+            frames = decode_advert(adv, dstats, keys)
             ref = identity.resolve(adv, frames)
             if ref is None:  # policy: ignore
                 continue

@@ -15,6 +15,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contract import HealthPayload
 from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import kernels
+from edge_agent.pipeline.decoders import BindKeys
 from edge_agent.pipeline.identity import Identity, store_day_keys
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control, lifecycle
@@ -24,7 +25,7 @@ from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
 from edge_agent.runtime.privacy import Rights
 from edge_agent.runtime.publisher import Publisher
-from edge_agent.runtime.secrets import store_secret
+from edge_agent.runtime.secrets import bthome_keys, store_secret
 from edge_agent.runtime.sources import AdvertSource, SourceFeed, source_error
 from edge_agent.runtime.store_share import StoreShare
 
@@ -57,7 +58,12 @@ class Agent:
         if day_keys is None:  # a store secret makes the store's gateways agree on pseudonyms
             secret = store_secret(cfg.privacy)
             day_keys = store_day_keys(secret) if secret is not None else None
-        self.pipeline = Pipeline(cfg, Identity(cfg, day_keys=day_keys))
+        bind_keys = bthome_keys(cfg.sensors)
+        self.pipeline = Pipeline(
+            cfg,
+            Identity(cfg, day_keys=day_keys),
+            bthome_keys=BindKeys(bind_keys) if bind_keys else None,
+        )
         self.outbox = Outbox(
             cfg.outbox_path,
             cfg.gateway.id,

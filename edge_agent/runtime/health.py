@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_agent import __version__
@@ -137,7 +137,13 @@ class Reporter:
                 "frames": d.frames,
                 "unknown": d.unknown,
                 "malformed": dict(d.malformed),
+                "partial": dict(d.partial),
                 "rejected_rssi": pipeline.stats.rejected_rssi,
+                **(
+                    {"bthome_encrypted": asdict(pipeline.bthome_keys.stats)}
+                    if pipeline.bthome_keys is not None
+                    else {}
+                ),
             },
             devices_tracked=pipeline.devices_tracked,
             outbox_depth=outbox.depth(),

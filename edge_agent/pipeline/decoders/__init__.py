@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_agent.models import Advert, Frame
+from edge_agent.models import Advert, BTHomeFrame, Frame
 from edge_agent.pipeline.decoders.altbeacon import decode_altbeacon
 from edge_agent.pipeline.decoders.base import Malformed
 from edge_agent.pipeline.decoders.bthome import BTHOME_UUID, decode_bthome
+from edge_agent.pipeline.decoders.bthome_keys import BindKeys
 from edge_agent.pipeline.decoders.eddystone import EDDYSTONE_UUID, decode_eddystone
 from edge_agent.pipeline.decoders.ibeacon import APPLE_COMPANY_ID, decode_ibeacon
 from edge_agent.pipeline.decoders.ruuvi import RUUVI_COMPANY_ID, decode_ruuvi
 
 __all__ = [
+    "BindKeys",
     "DecodeStats",
     "Malformed",
     "decode_advert",
@@ -36,27 +39,30 @@ class DecodeStats:
     unknown: int = 0
     """Advertisements with no frame of a known format (normal: phones, headphones …)."""
     malformed: Counter[str] = field(default_factory=Counter)
-    """Malformed payloads by ``format:reason``."""
+    """Malformed payloads by ``format:reason`` (a decoder that raised: ``format:error``)."""
+    partial: Counter[str] = field(default_factory=Counter)
+    """Frames kept in part by ``format:reason`` (the objects before an unknown id …)."""
 
 
-def decode_advert(advert: Advert, stats: DecodeStats) -> list[Frame]:
-    """Every frame found in one advertisement; malformed payloads are counted and skipped."""
+def decode_advert(
+    advert: Advert, stats: DecodeStats, bthome_keys: BindKeys | None = None
+) -> list[Frame]:
+    """Every frame found in one advertisement; malformed payloads are counted and skipped,
+    and so is any payload a decoder raises on (a bug must not stop the radio)."""
     frames: list[Frame] = []
     bad = 0
-    res: Frame | Malformed | None
     for company, data in advert.manufacturer_data.items():
         if company == APPLE_COMPANY_ID:
-            res = decode_ibeacon(data)
+            bad += _run("ibeacon", frames, stats, decode_ibeacon, data)
         elif company == RUUVI_COMPANY_ID:
-            res = decode_ruuvi(data)
+            bad += _run("ruuvi", frames, stats, decode_ruuvi, data)
         else:
-            res = None
-        bad += _collect(res if res is not None else decode_altbeacon(company, data), frames, stats)
+            bad += _run("altbeacon", frames, stats, decode_altbeacon, company, data)
     for uuid, data in advert.service_data.items():
         if uuid == EDDYSTONE_UUID:
-            bad += _collect(decode_eddystone(data), frames, stats)
+            bad += _run("eddystone", frames, stats, decode_eddystone, data)
         elif uuid == BTHOME_UUID:
-            bad += _collect(decode_bthome(data), frames, stats)
+            bad += _run("bthome", frames, stats, decode_bthome, data, advert.address, bthome_keys)
     stats.adverts += 1
     stats.frames += len(frames)
     if not frames and not bad:
@@ -64,12 +70,26 @@ def decode_advert(advert: Advert, stats: DecodeStats) -> list[Frame]:
     return frames
 
 
-def _collect(res: Frame | Malformed | None, frames: list[Frame], stats: DecodeStats) -> int:
-    """Keep a frame, count a malformed payload (returns 1 for it), ignore "not this format"."""
+def _run(
+    fmt: str,
+    frames: list[Frame],
+    stats: DecodeStats,
+    decoder: Callable[..., Frame | Malformed | None],
+    *args: object,
+) -> int:
+    """Decode one payload: keep a frame (counting a partial one), count a malformed payload
+    or a decoder that raised (returns 1 for either), ignore "not this format"."""
+    try:
+        res = decoder(*args)
+    except Exception:
+        stats.malformed[f"{fmt}:error"] += 1
+        return 1
     if res is None:
         return 0
     if isinstance(res, Malformed):
         stats.malformed[f"{res.format}:{res.reason}"] += 1
         return 1
+    if isinstance(res, BTHomeFrame) and res.partial is not None:
+        stats.partial[f"bthome:{res.partial}"] += 1
     frames.append(res)
     return 0

@@ -1,20 +1,32 @@
-"""BTHome v2, unencrypted (service data 0xFCD2), decoded from a table of object ids.
+"""BTHome v2 (service data 0xFCD2), decoded from a table of object ids; encrypted payloads
+are opened by ``bthome_keys.BindKeys`` when the device's bind key is known.
 
 The table follows the public format at bthome.io: every sensor, binary-sensor, event and
 device-information object id, with length, signedness, scale factor and unit.
+
+A packet that goes wrong part-way keeps what came before (the specification orders object ids
+so that a receiver that meets an id it does not know can stop there and keep the rest): an
+unknown id or a truncated object ends the parse, a bad value in an object of known length
+(a binary value above 1, an unknown event, text that is not UTF-8) skips that object only.
+The frame then says why in ``partial``, and the decode stage counts it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from edge_agent.models import BTHomeFrame, Measurement
 from edge_agent.pipeline.decoders.base import Malformed
 
+if TYPE_CHECKING:
+    from edge_agent.pipeline.decoders.bthome_keys import BindKeys
+
 BTHOME_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 BTHOME_VERSION = 2
 FLAG_ENCRYPTED = 0x01
+FLAG_MAC_INCLUDED = 0x02
 FLAG_TRIGGER = 0x04
 OBJ_PACKET_ID = 0x00
 
@@ -114,6 +126,7 @@ OBJECTS: dict[int, ObjectType] = {
     0x2E: _n("humidity", 1, 1, "%"),
     0x2F: _n("moisture", 1, 1, "%"),
     0x3A: ObjectType("button", 1, Kind.BUTTON),
+    0x3B: _n("command", 1),
     0x3C: ObjectType("dimmer", 2, Kind.DIMMER),
     0x3D: _n("count", 2),
     0x3E: _n("count", 4),
@@ -155,6 +168,7 @@ OBJECTS: dict[int, ObjectType] = {
     0x62: _n("speed", 4, 0.000001, "m/s", signed=True),
     0x63: _n("acceleration", 4, 0.000001, "m/s²", signed=True),
     0x64: _n("light_level", 1),
+    0x65: _n("settings_revision", 1),
     0xF0: _n("device_type_id", 2),
     0xF1: ObjectType("firmware_version", 4, Kind.FIRMWARE),
     0xF2: ObjectType("firmware_version", 3, Kind.FIRMWARE),
@@ -169,13 +183,21 @@ BUTTON_EVENTS: dict[int, str] = {
     0x05: "long_double_press",
     0x06: "long_triple_press",
     0x80: "hold_press",
+    0x81: "hold_release",
 }
 DIMMER_EVENTS: dict[int, str] = {0x00: "none", 0x01: "rotate_left", 0x02: "rotate_right"}
 _DECIMALS = {oid: obj.decimals for oid, obj in OBJECTS.items()}
 
 
-def decode_bthome(data: bytes) -> BTHomeFrame | Malformed | None:
-    """Decode BTHome service data. Every read is bounds-checked before it happens."""
+def decode_bthome(
+    data: bytes | bytearray | memoryview, address: str = "", keys: BindKeys | None = None
+) -> BTHomeFrame | Malformed | None:
+    """Decode BTHome service data heard from ``address``. Every read is bounds-checked.
+
+    An encrypted payload is opened with ``keys`` (its device's bind key, the counter checked
+    against replay); without a key it is a frame with no measurements. A device that has a key
+    but sends in the clear is refused (``downgrade``): anyone could forge its readings."""
+    data = bytes(data)  # a memoryview or bytearray reads the same from here on
     n = len(data)
     if n < 1:
         return Malformed("bthome", "empty")
@@ -184,45 +206,74 @@ def decode_bthome(data: bytes) -> BTHomeFrame | Malformed | None:
         return Malformed("bthome", "version")
     encrypted = bool(info & FLAG_ENCRYPTED)
     trigger = bool(info & FLAG_TRIGGER)
+    body = data[1:]
+    mac = address
+    if info & FLAG_MAC_INCLUDED:
+        if len(body) < 6:
+            return Malformed("bthome", "truncated")
+        mac = ":".join(f"{b:02X}" for b in reversed(body[:6]))
+        body = body[6:]
     if encrypted:
-        return BTHomeFrame(encrypted=True, trigger_based=trigger, packet_id=None, measurements=())
+        if keys is None or not keys.has(mac):
+            if keys is not None:
+                keys.stats.no_key += 1
+            return BTHomeFrame(
+                encrypted=True, trigger_based=trigger, packet_id=None, measurements=()
+            )
+        opened = keys.open(mac, info, body)
+        if isinstance(opened, Malformed):
+            return opened
+        body = opened
+    elif keys is not None and keys.has(mac):
+        keys.stats.downgrade += 1
+        return Malformed("bthome", "downgrade")
+    packet_id, out, partial = _objects(body)
+    if partial is not None and not out and packet_id is None:
+        return Malformed("bthome", partial)  # nothing worth keeping
+    return BTHomeFrame(encrypted, trigger, packet_id, tuple(out), partial)
+
+
+def _objects(data: bytes) -> tuple[int | None, list[Measurement], str | None]:
+    """The objects of a clear payload: packet id, measurements, and why the parse stopped
+    early or skipped an object (``None`` when every byte was understood)."""
+    n = len(data)
     packet_id: int | None = None
     out: list[Measurement] = []
-    i = 1
+    skipped: str | None = None
+    i = 0
     while i < n:
         oid = data[i]
         i += 1
         if oid == OBJ_PACKET_ID:
             if i >= n:
-                return Malformed("bthome", "truncated")
+                return packet_id, out, "truncated"
             packet_id = data[i]
             i += 1
             continue
         obj = OBJECTS.get(oid)
-        if obj is None:
-            return Malformed("bthome", "unknown_object")
+        if obj is None:  # its length is unknown: nothing after it can be read
+            return packet_id, out, "unknown_object"
         kind = obj.kind
         if kind is Kind.TEXT or kind is Kind.RAW:
             if i >= n:
-                return Malformed("bthome", "truncated")
+                return packet_id, out, "truncated"
             size = data[i]
             i += 1
             if i + size > n:
-                return Malformed("bthome", "truncated")
+                return packet_id, out, "truncated"
             chunk = data[i : i + size]
             i += size
             if kind is Kind.RAW:
                 out.append(Measurement(obj.name, chunk.hex(), None, oid))
                 continue
             try:
-                text = chunk.decode("utf-8")
+                out.append(Measurement(obj.name, chunk.decode("utf-8"), None, oid))
             except UnicodeDecodeError:
-                return Malformed("bthome", "text_encoding")
-            out.append(Measurement(obj.name, text, None, oid))
+                skipped = skipped or "text_encoding"
             continue
         end = i + obj.length
         if end > n:
-            return Malformed("bthome", "truncated")
+            return packet_id, out, "truncated"
         chunk = data[i:end]
         i = end
         if kind is Kind.NUMBER:
@@ -231,20 +282,21 @@ def decode_bthome(data: bytes) -> BTHomeFrame | Malformed | None:
             out.append(Measurement(obj.name, value, obj.unit, oid))
         elif kind is Kind.BINARY:
             if chunk[0] > 1:
-                return Malformed("bthome", "binary_value")
+                skipped = skipped or "binary_value"
+                continue
             out.append(Measurement(obj.name, chunk[0] == 1, None, oid))
         elif kind is Kind.BUTTON:
             event = BUTTON_EVENTS.get(chunk[0])
             if event is None:
-                return Malformed("bthome", "button_event")
+                skipped = skipped or "button_event"
+                continue
             out.append(Measurement(obj.name, event, None, oid))
         elif kind is Kind.DIMMER:
             dimmer = DIMMER_EVENTS.get(chunk[0])
             if dimmer is None:
-                return Malformed("bthome", "dimmer_event")
+                skipped = skipped or "dimmer_event"
+                continue
             out.append(Measurement(obj.name, f"{dimmer}:{chunk[1]}", None, oid))
         else:  # Kind.FIRMWARE: little-endian, most significant part first in the text
             out.append(Measurement(obj.name, ".".join(str(b) for b in reversed(chunk)), None, oid))
-    return BTHomeFrame(
-        encrypted=False, trigger_based=trigger, packet_id=packet_id, measurements=tuple(out)
-    )
+    return packet_id, out, skipped
