@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from edge_agent import __version__, topics
 from edge_agent.ids import SEGMENT_PATTERN
@@ -149,6 +149,91 @@ class BeaconHealthPayload(Envelope):
     last_seen_s_ago: float = Field(ge=0)
     zone: str | None = Field(
         None, description="The zone a fixed beacon stands in. Added in v1 (additive)."
+    )
+
+
+def _as_rfc3339(value: object) -> object:
+    """Epoch seconds from an event body, as the RFC 3339 text the payload carries."""
+    return rfc3339(float(value)) if isinstance(value, int | float) else value
+
+
+Rfc3339 = Annotated[
+    str,
+    BeforeValidator(_as_rfc3339),
+    Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"),
+]
+MomentTrigger = Literal["dwell", "sequence", "crowd", "sensor", "absence"]
+
+
+class MomentPayload(Envelope):
+    """``moment/{name}``: a moment that matters (a rule of ``[[moments]]`` fired)."""
+
+    type: Literal["moment"]
+    name: str = Field(description="The rule's name.")
+    trigger: MomentTrigger
+    state: Literal["instant", "start", "end"] = Field(
+        description="instant (dwell, sequence: fires once); start and end (crowd, sensor, "
+        "absence: a condition that holds for a while; every start gets one end, also across a "
+        "restart of the agent)."
+    )
+    subject: str | None = Field(
+        description="The device it is about: only a consented shopper or a registered device "
+        "(a badge, a cart, a sensor); null for a place (a crowd). Never a pseudonym."
+    )
+    subject_class: DeviceClassName | None
+    zone: str | None
+    started: Rfc3339 = Field(description="When the condition began to hold, RFC 3339 UTC.")
+    duration_s: float = Field(
+        ge=0, description="How long it held: until it fired, or on end, in all."
+    )
+    facts: dict[str, float | int | str | bool] = Field(
+        description="What triggered it: dwell_s, count, value, threshold, zones (a sequence, "
+        "comma-separated), min_s, for_s …"
+    )
+
+
+class MomentCountPayload(Envelope):
+    """``moment/{name}/count``: how many anonymous devices met a dwell or sequence rule in
+    one interval (moments about one shopper are only for those who consented)."""
+
+    type: Literal["moment_count"]
+    name: str
+    trigger: Literal["dwell", "sequence"]
+    zone: str | None
+    count: int | None = Field(ge=0, description="Null when from 1 to k-1 (fewer_than_k).")
+    fewer_than_k: bool
+    k: int = Field(ge=1)
+    interval_start: Rfc3339
+    interval_s: float = Field(gt=0)
+
+
+class AggregateCell(BaseModel):
+    """One cell: labels (zones and bins, never an id) and a count of at least k."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: dict[str, str]
+    count: int = Field(ge=1)
+
+
+class AggregatePayload(Envelope):
+    """``aggregate/{kind}``: anonymous figures of one interval, for everyone (cold data, for
+    keeping): ``flow`` (zone-to-zone transitions, ``from``/``to``, ``outside`` for the store's
+    edge), ``dwell`` (time in a zone, ``zone``/``bin``), ``visits`` (``zone``) and
+    ``visit_length`` (time in the store, ``bin``). Bins are ``lo-hi`` seconds (``lo+`` the
+    last). Cells under k are withheld and counted in ``suppressed``."""
+
+    type: Literal["aggregate"]
+    kind: Literal["flow", "dwell", "visits", "visit_length"]
+    cells: list[AggregateCell]
+    suppressed: int = Field(ge=0)
+    k: int = Field(ge=1)
+    interval_start: Rfc3339
+    interval_s: float = Field(gt=0)
+    observed_s: float = Field(
+        ge=0,
+        description="How much of the interval the agent saw: less in its first interval after "
+        "a start (devices already in the store then count as arrivals from outside).",
     )
 
 
@@ -352,6 +437,9 @@ EVENT_MODELS: dict[str, type[Envelope]] = {
     "occupancy": OccupancyPayload,
     "reading": ReadingPayload,
     "beacon_health": BeaconHealthPayload,
+    "moment": MomentPayload,
+    "moment_count": MomentCountPayload,
+    "aggregate": AggregatePayload,
 }
 CONTROL_MODELS: dict[str, type[Envelope]] = {"status": StatusPayload, "health": HealthPayload}
 _T = topics.TEMPLATES
@@ -362,6 +450,13 @@ TOPICS: dict[str, tuple[type[Envelope], bool, str]] = {
     _T["occupancy"]: (OccupancyPayload, True, "Zone occupancy (retained)."),
     _T["sensor"]: (ReadingPayload, False, "Sensor readings."),
     _T["beacon_health"]: (BeaconHealthPayload, True, "Beacon battery and liveness."),
+    _T["moment"]: (MomentPayload, False, "Moments that matter (rules of [[moments]])."),
+    _T["moment_count"]: (
+        MomentCountPayload,
+        False,
+        "Anonymous counts of a dwell or sequence rule per interval.",
+    ),
+    _T["aggregate"]: (AggregatePayload, False, "Anonymous journey aggregates per interval."),
 }
 STORE_TOPICS: dict[str, tuple[type[BaseModel], str]] = {
     _T["rssi_summary"]: (

@@ -397,7 +397,92 @@ class BeaconHealthBody:
     """The zone a fixed beacon stands in (``[[devices]] zone``), else ``None``."""
 
 
-EventBody = PresenceBody | OccupancyBody | ReadingBody | BeaconHealthBody
+@dataclass(slots=True, frozen=True)
+class MomentBody:
+    """``moment/{name}``: a moment that matters, about one subject or one place."""
+
+    name: str
+    """The rule's name."""
+    trigger: str
+    """``dwell``, ``sequence``, ``crowd``, ``sensor`` or ``absence``."""
+    state: str
+    """``instant`` (dwell, sequence), ``start`` or ``end`` (crowd, sensor, absence)."""
+    subject: str | None
+    """Wire id of the device it is about (consented or registered only), ``None`` for a place."""
+    subject_class: str | None
+    """Its ``DeviceClass`` value."""
+    zone: str | None
+    """Where."""
+    started: float
+    """When the condition began to hold (epoch seconds; the dwell's entry, the crowd's start)."""
+    duration_s: float
+    """How long it has held: to the firing, or (on ``end``) in all."""
+    facts: Mapping[str, float | int | str | bool]
+    """What triggered it (``dwell_s``, ``count``, ``value``, ``threshold``, ``zones`` …)."""
+
+
+@dataclass(slots=True, frozen=True)
+class MomentCountBody:
+    """``moment/{name}/count``: how many anonymous devices met a rule in one interval."""
+
+    name: str
+    """The rule's name."""
+    trigger: str
+    """``dwell`` or ``sequence``."""
+    zone: str | None
+    """The zone (the last of a sequence)."""
+    count: int | None
+    """Devices that met it; ``None`` when from 1 to k-1."""
+    fewer_than_k: bool
+    """True when withheld for being from 1 to k-1."""
+    k: int
+    """The k-anonymity threshold in force."""
+    interval_start: float
+    """Start of the interval, epoch seconds."""
+    interval_s: float
+    """Its length."""
+
+
+@dataclass(slots=True, frozen=True)
+class AggregateCell:
+    """One cell of an aggregate: its labels (zones, bins — never an id) and its count."""
+
+    labels: Mapping[str, str]
+    """``{"from": "produce", "to": "dairy"}``, ``{"zone": "dairy", "bin": "60-120"}`` …"""
+    count: int
+    """How many (at least k: smaller cells are withheld)."""
+
+
+@dataclass(slots=True, frozen=True)
+class AggregateBody:
+    """``aggregate/{kind}``: anonymous figures of one interval, for everyone."""
+
+    kind: str
+    """``flow`` (zone to zone), ``dwell`` (time in a zone), ``visits`` (per zone),
+    ``visit_length`` (time in the store)."""
+    cells: tuple[AggregateCell, ...]
+    """The cells with at least k."""
+    suppressed: int
+    """Cells withheld for holding from 1 to k-1."""
+    k: int
+    """The k-anonymity threshold in force."""
+    interval_start: float
+    """Start of the interval, epoch seconds."""
+    interval_s: float
+    """Its length."""
+    observed_s: float
+    """How much of it the agent saw (less in its first interval after a start)."""
+
+
+EventBody = (
+    PresenceBody
+    | OccupancyBody
+    | ReadingBody
+    | BeaconHealthBody
+    | MomentBody
+    | MomentCountBody
+    | AggregateBody
+)
 
 
 def body_fields(body: EventBody) -> dict[str, Any]:

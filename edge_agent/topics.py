@@ -18,6 +18,9 @@ TEMPLATES = {
     "occupancy": "zone/{zone}/occupancy",
     "sensor": "sensor/{device}",
     "beacon_health": "beacon/{device}/health",
+    "moment": "moment/{name}",
+    "moment_count": "moment/{name}/count",
+    "aggregate": "aggregate/{kind}",
     "rssi_summary": "{prefix}/{site}/rssi/{gateway}",
 }
 """Topic of each kind of message, with its placeholders (for the contract documents)."""
@@ -51,6 +54,21 @@ def sensor(device: str) -> str:
 def beacon_health(device: str) -> str:
     """One beacon's retained battery and liveness."""
     return f"beacon/{device}/health"
+
+
+def moment(name: str) -> str:
+    """One moment rule's moments."""
+    return f"moment/{name}"
+
+
+def moment_count(name: str) -> str:
+    """One moment rule's anonymous counts per interval."""
+    return f"moment/{name}/count"
+
+
+def aggregate(kind: str) -> str:
+    """One kind of anonymous aggregate per interval."""
+    return f"aggregate/{kind}"
 
 
 def device_topics(device: str) -> list[str]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent import geometry, inputs
 from edge_agent.config.floor import CalibrationConfig
+from edge_agent.config.moments import TRIGGERS, reference_issues
 from edge_agent.config.sections import AgentConfig
 from edge_agent.errors import ConfigError, ConfigIssue
 from edge_agent.ids import PATTERN_MESSAGES
@@ -276,6 +277,8 @@ def _issue_from_error(
     err: Mapping[str, Any], lines: Mapping[tuple[str | int, ...], int]
 ) -> ConfigIssue:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    if len(loc) > 2 and loc[0] == "moments" and loc[2] in TRIGGERS:  # the union's tag
+        loc = loc[:2] + loc[3:]
     missing = err["type"] == "missing"
     value = None if missing else err.get("input")
     if loc[:2] == ("mqtt", "urls"):  # a URL may carry a password: never echo it
@@ -347,6 +350,13 @@ def _cross_checks(
             known = ", ".join(sorted(zone_ids)) or "none defined"
             yield issue(("receivers", i, "zone"), rx.zone, f"no such zone (zones: {known})")
     yield from _floor_checks(cfg, issue)
+    for loc, value, message in reference_issues(
+        cfg.moments,
+        {z.id for z in cfg.zones},
+        {d.id for d in cfg.devices},
+        [(f.id_format, f.kind.value) for f in cfg.fleets],
+    ):
+        yield issue(loc, value, message)
     for i, dev in enumerate(cfg.devices):
         if (dev.address is None) == (dev.beacon is None):
             yield issue(("devices", i), dev.id, "needs exactly one of 'address' or 'beacon'")

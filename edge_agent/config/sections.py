@@ -28,6 +28,7 @@ from edge_agent.config.floor import (
     ReceiverConfig,
     ZoneConfig,
 )
+from edge_agent.config.moments import AggregatesConfig, MomentRule
 from edge_agent.ids import (
     BEACON_PATTERN,
     ENV_PATTERN,
@@ -471,6 +472,8 @@ class AgentConfig(_Section):
     fusion: FusionConfig = FusionConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
     fleets: list[FleetConfig] = Field(default_factory=list)
+    moments: list[MomentRule] = Field(default_factory=list)
+    aggregates: AggregatesConfig = AggregatesConfig()
 
     @property
     def floor_plan(self) -> bool:

@@ -7,6 +7,7 @@ store scoring and the tests all use it).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +22,15 @@ from edge_agent.models import (
     SampleEstimate,
 )
 from edge_agent.pipeline import floorplan
+from edge_agent.pipeline.aggregates import AggregateEngine
 from edge_agent.pipeline.decoders import BindKeys, DecodeStats, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import DeviceRef, Identity
 from edge_agent.pipeline.kernels import valid_rssi
+from edge_agent.pipeline.moments import MomentEngine
 from edge_agent.pipeline.proximity import DeviceTable, stated_tx
-from edge_agent.pipeline.sensors import SensorTracker
+from edge_agent.pipeline.sensors import SensorTracker, frame_measurements
 from edge_agent.pipeline.zones import PresenceEngine
 
 T = TypeVar("T")
@@ -147,6 +150,10 @@ class Pipeline:
         """What goes into fusion, and when (with the store's other gateways' summaries)."""
         self.presence = PresenceEngine(cfg, self.fusion)
         self.sensors = SensorTracker(cfg)
+        self.moments = MomentEngine(cfg)
+        """The rules of ``[[moments]]``, after the zones."""
+        self.aggregates = AggregateEngine(cfg)
+        """Anonymous journey figures per interval."""
         self.decode_stats = DecodeStats()
         self.stats = PipelineStats()
         self._refs: dict[str, DeviceRef] = {}
@@ -192,6 +199,8 @@ class Pipeline:
         table = self.table
         dstats = self.decode_stats
         keys = self.bthome_keys
+        moments = self.moments
+        sensed, watched = moments.sensed, moments.watched
         feed = self.feed
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         for adv in adverts:
@@ -207,6 +216,11 @@ class Pipeline:
                 for frame in frames:
                     if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
                         self.sensors.observe(ref, frame, adv.rssi, adv.t, adv.wall, out)
+                    if sensed and isinstance(frame, BTHomeFrame | RuuviFrame):
+                        values = frame_measurements(frame)
+                        moments.reading(ref, {k: v for k, (v, _) in values.items()}, adv.t)
+            if ref.id in watched:
+                moments.heard(ref, adv.t)
             tx = stated_tx(ref, frames)
             i = table.add(ref, adv, tx)
             if log is not None and ref.publish:
@@ -250,6 +264,9 @@ class Pipeline:
                     self._position(device, now),
                 )
         presence.occupancy(now, wall, out)
+        changes = presence.take_changes()
+        moments.step(changes, now, wall, out)
+        self.aggregates.step(changes, now, wall, out)
         self.sensors.beacon_health(now, wall, out)
         if now >= self._next_sweep:
             self._sweep(now)
@@ -277,7 +294,7 @@ class Pipeline:
                 if self.fusion is not None and self.feed is not None:
                     self.fusion.forget(device)
                     self.feed.forget(device)
-                self.presence.drop(device)
+                self.presence.drop(device, now)
                 self.sensors.forget(device)
                 del self._refs[device]
                 self.stats.forgotten += 1
@@ -307,8 +324,35 @@ class Pipeline:
             found += device in self._refs or device in self.presence.states
             self.presence.drop(device)
             self._drop(device)
+        self.moments.forget(devices)
+        self.aggregates.forget(devices)
         self.identity.forget(devices)
         return found
+
+    @property
+    def state_dirty(self) -> bool:
+        """Whether what ``snapshot`` holds changed since it was last taken."""
+        return self.moments.dirty or self.aggregates.dirty
+
+    def snapshot(self) -> str:
+        """What must survive a restart (moments under way, the interval's counts), as JSON:
+        the runtime commits it with the events of the same tick."""
+        return json.dumps(
+            {"moments": self.moments.snapshot(), "aggregates": self.aggregates.snapshot()},
+            separators=(",", ":"),
+        )
+
+    def restore(self, snapshot: str | None) -> bool:
+        """Take up a previous run's ``snapshot``; an unreadable one is ignored (False)."""
+        if not snapshot:
+            return False
+        try:
+            state = json.loads(snapshot)
+            self.moments.restore(state.get("moments") or {})
+            self.aggregates.restore(state.get("aggregates") or {})
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return False
+        return True
 
     def published(self, device: str) -> bool:
         """Whether a tracked device is published under its id (not only counted)."""

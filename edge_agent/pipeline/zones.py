@@ -38,6 +38,23 @@ class DeviceState:
     """The last fused position that placed the device in its zone."""
 
 
+@dataclass(slots=True, frozen=True)
+class ZoneChange:
+    """One device entering or leaving a zone, or leaving the store: what moments and
+    aggregates are made of (every device, published or only counted)."""
+
+    ref: DeviceRef
+    """The device."""
+    kind: str
+    """``enter``, ``exit`` or ``gone`` (forgotten: it left the store, or its pseudonym ended)."""
+    zone: str | None
+    """The zone entered or left (``None`` for ``gone``)."""
+    t: float
+    """When, source clock."""
+    since: float
+    """On ``exit``: when the device entered the zone (its dwell is ``t - since``); else ``t``."""
+
+
 class PresenceEngine:
     """Turns per-device estimates into presence events and zone occupancy."""
 
@@ -59,6 +76,8 @@ class PresenceEngine:
         self._zones = [z.id for z in cfg.zones]
         self._k = cfg.privacy.k_anonymity
         self.states: dict[str, DeviceState] = {}
+        self.changes: list[ZoneChange] = []
+        """Zone changes since the pipeline last took them (``take_changes``)."""
         self._next_occupancy: float | None = None
         self._mean_over: dict[str, frozenset[str]] = {}
         self._unlinked = 0
@@ -163,6 +182,7 @@ class PresenceEngine:
             if heard and held < limit:
                 return
             self._emit(out, "exit", st, st.zone, now, wall)
+            self.changes.append(ZoneChange(st.ref, "exit", st.zone, now, st.entered_at))
             st.zone = None
         if cand is not None and held >= self._presence.min_dwell_s:
             st.zone = cand
@@ -172,18 +192,30 @@ class PresenceEngine:
             st.entered_at = now
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
+            self.changes.append(ZoneChange(st.ref, "enter", cand, now, now))
 
     def close(self, device: str, now: float, wall: float, out: list[ContextEvent]) -> None:
         """End a device's presence now (``exit`` if it is in a zone) and forget it."""
         st = self.states.pop(device, None)
-        if st is not None and st.zone is not None:
-            self._emit(out, "exit", st, st.zone, now, wall)
+        if st is not None:
+            if st.zone is not None:
+                self._emit(out, "exit", st, st.zone, now, wall)
+                self.changes.append(ZoneChange(st.ref, "exit", st.zone, now, st.entered_at))
+            self.changes.append(ZoneChange(st.ref, "gone", None, now, now))
         self._unlink(device)
 
-    def drop(self, device: str) -> None:
-        """Forget a device that is in no zone."""
-        self.states.pop(device, None)
+    def drop(self, device: str, now: float | None = None) -> None:
+        """Forget a device that is in no zone (at ``now``: it left; without: it was erased,
+        and nothing about it is handed on)."""
+        st = self.states.pop(device, None)
+        if st is not None and now is not None:
+            self.changes.append(ZoneChange(st.ref, "gone", None, now, now))
         self._unlink(device)
+
+    def take_changes(self) -> list[ZoneChange]:
+        """The zone changes since the last call (the pipeline hands them on each tick)."""
+        changes, self.changes = self.changes, []
+        return changes
 
     def _unlink(self, device: str) -> None:
         """A forgotten device's id leaves the sets the dwell means were taken over; a

@@ -34,6 +34,8 @@ MAX_EMPTY_TICKS = 100
 """A silence longer than this many ticks (the clock jumped) runs one tick, then realigns."""
 WATCHDOG_EVERY_S = 5.0
 MAINTAIN_EVERY_S = 1.0
+STATE_EVERY_S = 5.0
+"""The pipeline's state (aggregate counts) is committed at least this often when it changed."""
 EXPIRE_EVERY_S = 60.0
 
 
@@ -71,6 +73,9 @@ class Agent:
             synchronous=cfg.outbox.synchronous,
             limits=OutboxLimits.from_config(cfg.outbox, cfg.privacy.retention_s),
         )
+        if not self.pipeline.restore(self.outbox.state()):
+            _LOGGER.debug("no pipeline state to take up (first start, or unreadable)")
+        self._state_at = 0.0
         self.reporter = Reporter(cfg.gateway.id, config_file)
         self.publisher = Publisher(
             cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox), ephemeral=ephemeral
@@ -222,6 +227,7 @@ class Agent:
                     ticker.close(now)
                 await asyncio.sleep(0)
         ticker.flush(self.source.now())
+        self.outbox.append((), self.pipeline.snapshot())  # the counts of the interval so far
 
     def _maintain(self, mono: float) -> None:
         """Outbox upkeep: held events retried each second, expiry and WAL once a minute."""
@@ -242,11 +248,19 @@ class Agent:
         share = self.share
         if share is not None:
             share.before_tick(now, wall)
-        events = self.pipeline.process(batch, now, wall)
+        pipeline = self.pipeline
+        events = pipeline.process(batch, now, wall)
         if share is not None:
             share.after_tick(now, wall)
+        # the pipeline's state goes with the events of its tick (a moment that started is
+        # under way in the same transaction), and otherwise every STATE_EVERY_S at most
+        state = None
+        if pipeline.state_dirty and (events or now >= self._state_at):
+            state = pipeline.snapshot()
+            self._state_at = now + STATE_EVERY_S
+        if events or state is not None:
+            self.outbox.append(events, state)
         if events:
-            self.outbox.append(events)
             self.publisher.wake()
         if self.on_tick is not None:
             self.on_tick(self, events)

@@ -51,8 +51,10 @@ SEQ_BLOCK = 10_000
 RETRY_S = 1.0
 """While the disk cannot be written, a commit is retried at most this often."""
 CORRUPT = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+STATE_KEY = "pipeline_state"
+"""The meta row holding the pipeline's state (moments under way, counts of the interval)."""
 _Row = tuple[int, str, str, bytes, int, int, int, float, int]
-PERSONAL_TYPES = ("enter", "update", "exit", "reading", "beacon_health")
+PERSONAL_TYPES = ("enter", "update", "exit", "reading", "beacon_health", "moment")
 """Event types about one device, subject to ``retention_s`` (occupancy is an aggregate)."""
 
 
@@ -91,6 +93,7 @@ class Outbox:
         """False while the last write failed."""
         self.closed = False
         self._held: deque[ContextEvent] = deque()
+        self._held_state: str | None = None
         self._unacked: set[int] = set()
         self._seq_file = path.with_name(path.name + ".seq")
         self._reserved = 0
@@ -228,13 +231,17 @@ class Outbox:
             )
         return rows
 
-    def append(self, events: Sequence[ContextEvent]) -> int:
+    def append(self, events: Sequence[ContextEvent], state: str | None = None) -> int:
         """Commit held and new events in one transaction; returns the last ``seq`` given.
+        ``state`` (the pipeline's ``snapshot``: moments under way, this interval's counts) is
+        committed in the same transaction, so that it always matches the events published.
 
         When the disk cannot be written the events are held in memory (bounded) and committed,
         in order, by a later call; nothing raises.
         """
-        if not events and not self._held:
+        if state is not None:
+            self._held_state = state
+        if not events and not self._held and self._held_state is None:
             return self.last_seq
         self._held.extend(events)
         if not self.storage_ok and time.monotonic() < self._retry_at:
@@ -243,7 +250,7 @@ class Outbox:
         batch = list(self._held)
         rows = self._rows_for(batch, self.last_seq + 1)
         try:
-            self._commit(rows)
+            self._commit(rows, self._held_state)
         except sqlite3.Error as err:
             if _errorname(err) in CORRUPT:
                 self._replace_corrupt(str(err))
@@ -252,6 +259,9 @@ class Outbox:
             self._trim_held()
             return self.last_seq
         self._held.clear()
+        self._held_state = None
+        if not rows:
+            return self.last_seq
         self.last_seq = rows[-1][0]
         self._rows += len(rows)
         self._bytes += sum(r[8] for r in rows)
@@ -263,25 +273,29 @@ class Outbox:
         self._evict_over_limits()
         return self.last_seq
 
-    def _commit(self, rows: list[_Row]) -> None:
+    def _commit(self, rows: list[_Row], state: str | None = None) -> None:
         conn = self.conn
-        try:
-            self._reserve(rows[-1][0])
-        except OSError as err:
-            raise sqlite3.OperationalError(f"cannot reserve seq: {err}") from err
+        if rows:
+            try:
+                self._reserve(rows[-1][0])
+            except OSError as err:
+                raise sqlite3.OperationalError(f"cannot reserve seq: {err}") from err
+        upsert = (
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO events"
-                " (seq, topic, type, payload, qos, retain, priority, created, size)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('last_seq', ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(rows[-1][0]),),
-            )
+            if rows:
+                conn.executemany(
+                    "INSERT INTO events"
+                    " (seq, topic, type, payload, qos, retain, priority, created, size)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                conn.execute(upsert, ("last_seq", str(rows[-1][0])))
+            if state is not None:
+                conn.execute(upsert, (STATE_KEY, state))
             conn.execute("COMMIT")
         except sqlite3.Error:
             if conn.in_transaction:
@@ -403,15 +417,21 @@ class Outbox:
             self._delete(seqs, reason)
         return len(seqs)
 
-    def erase(self, device_topics: Iterable[str]) -> int:
-        """Remove every buffered event on these topics (relative to the root), held ones too.
+    def erase(self, device_topics: Iterable[str], subjects: Iterable[str] = ()) -> int:
+        """Remove every buffered event on these topics (relative to the root), and every
+        moment about one of ``subjects``, held ones too.
 
         The deleted rows' bytes are overwritten (``secure_delete``) and the WAL is truncated, so
         nothing of them is left in the files. Returns how many events went.
         """
         wanted = set(device_topics)
+        about = set(subjects)
         before = len(self._held)
-        self._held = deque(ev for ev in self._held if ev.topic not in wanted)
+        self._held = deque(
+            ev
+            for ev in self._held
+            if ev.topic not in wanted and getattr(ev.body, "subject", None) not in about
+        )
         gone = before - len(self._held)
         full = json.dumps([topics.full(self.root, t) for t in wanted])
         conn = self.conn
@@ -419,8 +439,10 @@ class Outbox:
             seqs = [
                 s
                 for (s,) in conn.execute(
-                    "SELECT seq FROM events WHERE topic IN (SELECT value FROM json_each(?))",
-                    (full,),
+                    "SELECT seq FROM events WHERE topic IN (SELECT value FROM json_each(?))"
+                    " OR (type = 'moment' AND json_extract(payload, '$.subject')"
+                    " IN (SELECT value FROM json_each(?)))",
+                    (full, json.dumps(sorted(about))),
                 )
             ]
             conn.execute("PRAGMA secure_delete=ON")
@@ -477,6 +499,16 @@ class Outbox:
         if self._unacked:
             rows = [r for r in rows if r.seq not in self._unacked]
         return rows
+
+    def state(self) -> str | None:
+        """The pipeline state last committed with the events (``append``'s ``state``)."""
+        if self._held_state is not None:
+            return self._held_state
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (STATE_KEY,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
 
     def depth(self) -> int:
         """Events waiting: committed and not acknowledged, plus those held in memory."""

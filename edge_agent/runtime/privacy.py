@@ -36,7 +36,7 @@ class Rights:
         """Remove everything buffered and tracked for ``device`` (a wire id, an address or a
         beacon id), and clear its retained beacon health at the broker. Returns the counts."""
         ids = self.pipeline.identity.ids_for(device)
-        removed = self.outbox.erase([t for d in ids for t in topics.device_topics(d)])
+        removed = self.outbox.erase([t for d in ids for t in topics.device_topics(d)], ids)
         tracked = self.pipeline.erase(ids)
         cleared = all(
             self.publisher.publish_control(topics.beacon_health(d), b"", qos=1, retain=True)
