@@ -352,14 +352,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edge_agent.tools import evaluation as ev
 
     cfg = _optional_config(args.config)
-    if args.store:
-        from edge_agent.tools.simstore import store_report
+    if args.store or args.moments:
+        from edge_agent.tools.simstore import moments_report, store_report
 
+        flag = "--store" if args.store else "--moments"
         if cfg is None:
-            raise UsageError("--store needs --config (zones and receivers)")
-        text, passed = store_report(
-            args.store, cfg, args.duration, args.seed, lambda s: print(s, file=sys.stderr)
-        )
+            raise UsageError(f"{flag} needs --config (zones and receivers)")
+        if args.moments and not cfg.moments:
+            raise UsageError("--moments needs a config with [[moments]] rules")
+        note = lambda s: print(s, file=sys.stderr)  # noqa: E731
+        if args.store:
+            duration = args.duration or 600.0
+            text, passed = store_report(args.store, cfg, duration, args.seed, note)
+        else:
+            duration = args.duration or 3600.0
+            text, passed = moments_report(args.moments, cfg, duration, args.seed, note)
         print(text)
         return EXIT_OK if passed else EXIT_FAILED
     if not args.captures or not args.receivers:

@@ -156,9 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score our filter and the peers' on captures with truth")
     p.add_argument("captures", nargs="*", help="capture CSVs with truth columns")
     p.add_argument("--receivers", help="receiver positions (JSON), for captures")
-    p.add_argument("--store", help="instead: score on this simulated store scenario")
-    p.add_argument("--duration", type=POSITIVE, default=600.0, help="simulated seconds (--store)")
-    p.add_argument("--seed", type=int, help="scenario seed (--store)")
+    p.add_argument("--store", help="instead: score zones on this simulated store scenario")
+    p.add_argument(
+        "--moments", help="instead: score the config's moments and aggregates on this scenario"
+    )
+    p.add_argument(
+        "--duration",
+        type=POSITIVE,
+        help="simulated seconds (default: 600 with --store, 3600 with --moments)",
+    )
+    p.add_argument("--seed", type=int, help="scenario seed (--store, --moments)")
     p.add_argument("--config", "-c", help="take [proximity.filter] from this config")
     p.set_defaults(command="eval")
 

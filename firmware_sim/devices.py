@@ -26,6 +26,7 @@ from firmware_sim.encoders import (
     encode_ibeacon,
     encode_ruuvi,
 )
+from firmware_sim.incidents import IncidentSpec, forced_open, warm_offset
 
 ADV_DELAY_MAX_S = 0.010  # BLE adds 0–10 ms of random delay to every advertising event
 Payload = tuple[dict[int, bytes], dict[str, bytes]]
@@ -73,6 +74,11 @@ class Firmware:
     """False while it is off (a phone that left)."""
     state: dict[str, float] = field(default_factory=dict)
     """Firmware-specific values (sensor readings, door state, packet id)."""
+    incidents: list[IncidentSpec] = field(default_factory=list)
+    """The scenario's incidents about this device (``firmware_sim.incidents``)."""
+    readings: list[tuple[float, float]] = field(default_factory=list)
+    """What it measured, ``(t, value)`` (thermometers: temperature; doors: 1 open, 0 shut):
+    the truth of a sensor incident. Kept only when it has incidents."""
 
     def advance(self, rng: np.random.Generator) -> None:
         """Schedule the next advertising event."""
@@ -135,7 +141,10 @@ class FridgeThermometer(Firmware):
             s["drift"] = float(np.clip(s.get("drift", 0.0) + rng.normal(0, 0.05), -1.5, 1.5))
             s["packet"] = (s.get("packet", 0.0) + 1) % 256
             cycle = 0.8 * math.sin(2 * math.pi * t / 1200.0)
-            s["temp"] = round(self.setpoint_c + cycle + s["drift"], 2)
+            warm = warm_offset(t, self.setpoint_c, self.incidents)
+            s["temp"] = round(self.setpoint_c + cycle + s["drift"] + warm, 2)
+            if self.incidents:
+                self.readings.append((t, s["temp"]))
             s["hum"] = round(
                 float(np.clip(55 + 8 * math.sin(t / 700.0) + rng.normal(0, 0.5), 0, 100)), 2
             )
@@ -160,10 +169,12 @@ class DoorSensor(Firmware):
 
     def payload(self, t: float, rng: np.random.Generator) -> Payload:
         s = self.state
-        is_open = t < s.get("open_until", -1.0)
+        is_open = t < s.get("open_until", -1.0) or forced_open(t, self.incidents)
         if bool(s.get("open", 0.0)) != is_open:
             s["open"] = 1.0 if is_open else 0.0
             s["packet"] = (s.get("packet", 0.0) + 1) % 256
+            if self.incidents:
+                self.readings.append((t, s["open"]))
         frame = BTHomeFrame(
             encrypted=False,
             trigger_based=True,

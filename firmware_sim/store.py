@@ -28,6 +28,7 @@ from firmware_sim.devices import (
     RuuviTag,
     random_address,
 )
+from firmware_sim.incidents import IncidentSpec, away
 from firmware_sim.radio import Channel, RadioParams
 
 
@@ -136,6 +137,7 @@ class ScenarioSpec(_M):
     thermometers: list[ThermometerSpec] = Field(default_factory=list)
     ruuvi: list[RuuviSpec] = Field(default_factory=list)
     doors: list[DoorSpec] = Field(default_factory=list)
+    incidents: list[IncidentSpec] = Field(default_factory=list)
 
 
 def load_scenario(path: str | Path) -> ScenarioSpec:
@@ -156,6 +158,13 @@ def load_scenario(path: str | Path) -> ScenarioSpec:
     for name in ([spec.carts.corral_zone] if spec.carts else []) + [spec.shoppers.checkout_zone]:
         if name not in zone_ids:
             raise ScenarioError(str(path), f"zone {name!r} is not defined")
+    devices = {s.id for s in spec.staff} | {t.id for t in spec.thermometers}
+    devices |= {d.id for d in spec.doors}
+    for i, inc in enumerate(spec.incidents):
+        if inc.kind == "rush" and inc.zone not in zone_ids:
+            raise ScenarioError(str(path), f"incidents.{i}.zone: {inc.zone!r} is not a zone")
+        if inc.kind != "rush" and inc.device not in devices:
+            raise ScenarioError(str(path), f"incidents.{i}.device: {inc.device!r} is not defined")
     return spec
 
 
@@ -331,6 +340,12 @@ class StoreSim:
             self.devices.append(door)
             self._doors.append(door)
             self.paths[d.id] = Path2D([(0.0, d.x, d.y)])
+        for fw in self.devices:
+            fw.incidents = [i for i in spec.incidents if i.device == fw.id]
+        self._rushes = sorted((i for i in spec.incidents if i.kind == "rush"), key=lambda i: i.at_s)
+        self._rush_n = 0
+        self._leaving: list[tuple[float, Firmware]] = []
+        """Devices that leave the store (and the simulation) at a time: rush carts."""
 
     # ------------------------------------------------------------------ motion
 
@@ -415,6 +430,12 @@ class StoreSim:
             for door in self._doors:
                 door.state["open_until"] = arrive + 3.0
             self._shoppers.append((pts[-1][0], cart, phone))
+        while self._rushes and self._rushes[0].at_s <= t:
+            self._rush(self._rushes.pop(0))
+        for end, tag in [e for e in self._leaving if e[0] <= t]:
+            self._leaving.remove((end, tag))
+            self.devices.remove(tag)
+            del self.paths[tag.id]
         for entry in [s for s in self._shoppers if s[0] <= t]:
             self._shoppers.remove(entry)
             _, cart, phone = entry
@@ -433,6 +454,40 @@ class StoreSim:
                 self._dwell(pts, zone, float(rng.uniform(60.0, 240.0)))
                 self.paths[badge.id] = Path2D(pts)
 
+    def _rush(self, inc: IncidentSpec) -> None:
+        """``count`` shoppers at once with carts from the car park (tagged like the store's,
+        numbered after them), straight to ``inc.zone``; after ``duration_s`` they leave."""
+        sh = self.spec.shoppers
+        c = self.spec.carts
+        zone = self._zone_by_id[inc.zone or sh.checkout_zone]
+        door = self._zone_by_id[c.corral_zone if c else sh.checkout_zone]
+        for _ in range(inc.count):
+            self._rush_n += 1
+            n = (c.count if c else 0) + self._rush_n
+            tag = IBeaconTag(
+                id=(c.id_format if c else "cart-{minor}").format(
+                    minor=n, major=c.major if c else 1
+                ),
+                kind="cart",
+                address=random_address(self.rng, "static"),
+                address_type="random",
+                interval_s=c.interval_s if c else 0.3,
+                tx_1m=c.tx_1m if c else -62,
+                true_tx_offset_db=float(self.rng.normal(0.0, self.spec.radio.tx_spread_db)),
+                next_t=inc.at_s + float(self.rng.uniform(0, 0.3)),
+                uuid=c.ibeacon_uuid if c else "",
+                major=c.major if c else 1,
+                minor=n,
+            )
+            start = (door.x0 + 0.5, float(self.rng.uniform(door.y0 + 1.0, door.y1 - 1.0)))
+            pts = [(inc.at_s, *start)]
+            self._walk(pts, self._point_in(zone, 1.0), sh.walk_speed_mps)
+            pts.append((inc.at_s + inc.duration_s, *pts[-1][1:]))
+            self._walk(pts, start, sh.walk_speed_mps)
+            self.devices.append(tag)
+            self.paths[tag.id] = Path2D(pts)
+            self._leaving.append((pts[-1][0], tag))
+
     # ---------------------------------------------------------------- adverts
 
     def step(self, t0: float, t1: float, wall0: float) -> list[Advert]:
@@ -442,6 +497,8 @@ class StoreSim:
         for dev in self.devices:
             if dev.next_t < t0:
                 dev.next_t = t0 + (dev.next_t - t0) % dev.interval_s
+            if dev.incidents and isinstance(dev, EddystoneBadge) and away(t0, dev.incidents):
+                continue  # out of the store: nobody hears it
             while dev.next_t < t1:
                 firing.append((dev.next_t, dev))
                 dev.advance(self.rng)
@@ -480,7 +537,9 @@ class StoreSim:
         for dev in self.devices:
             if dev.kind in ("cart", "staff", "shopper"):
                 x, y = self.paths[dev.id].at(t)
-                yield Truth(t, dev.id, dev.kind, round(x, 3), round(y, 3), self.zone_at(x, y))
+                gone = bool(dev.incidents) and away(t, dev.incidents)
+                zone = None if gone else self.zone_at(x, y)
+                yield Truth(t, dev.id, dev.kind, round(x, 3), round(y, 3), zone)
 
     def mean_rssi(self, device: str, t: float) -> dict[str, float]:
         """The oracle: a device's true mean signal at each receiver (no fading)."""

@@ -39,6 +39,9 @@ class DwellRule(_Rule):
     """The zone."""
     min_s: float = Field(gt=0)
     """Seconds in the zone before it fires."""
+    max_gap_s: float = Field(15.0, ge=0)
+    """A stay that leaves the zone for less than this and comes back is one visit (a shopper
+    at the zone's edge; the zone decision may flicker there)."""
 
 
 class SequenceRule(_Rule):
@@ -62,7 +65,10 @@ class CrowdRule(_Rule):
     at_least: int = Field(ge=1)
     """Devices in the zone."""
     for_s: float = Field(0.0, ge=0)
-    """How long the count must hold before the moment starts (and be under before it ends)."""
+    """How long the count must hold before the moment starts."""
+    clear_s: float = Field(15.0, ge=0)
+    """How long fewer must remain before it ends, or before the wait for ``for_s`` starts
+    again (a queue does not end, or start over, with one cart leaving for a moment)."""
 
 
 class SensorRule(_Rule):
@@ -79,7 +85,10 @@ class SensorRule(_Rule):
     equals: bool | float | str | None = None
     """Fires while the value equals this (``true`` for a door that is open)."""
     for_s: float = Field(0.0, ge=0)
-    """How long the condition must hold (and then not hold) before start (and end)."""
+    """How long the condition must hold before the moment starts."""
+    clear_s: float = Field(0.0, ge=0)
+    """How long it must not hold before the moment ends, or the wait for ``for_s`` starts
+    again (0: at the first reading back)."""
     stale_s: float = Field(900.0, gt=0)
     """A sensor not heard for this long no longer counts as beyond the threshold."""
 
@@ -103,6 +112,8 @@ class AbsenceRule(_Rule):
     """Where it belongs (unset: anywhere in the store)."""
     for_s: float = Field(gt=0)
     """Seconds away before the moment starts."""
+    clear_s: float = Field(0.0, ge=0)
+    """How long it must be back before the moment ends."""
 
     @model_validator(mode="after")
     def _needs_devices(self) -> AbsenceRule:
@@ -131,6 +142,9 @@ class AggregatesConfig(_Section):
         default_factory=lambda: [DeviceClass.SHOPPER, DeviceClass.CART, DeviceClass.UNKNOWN]
     )
     """Device classes counted (people and what they push, not staff or fixtures)."""
+    min_visit_s: float = Field(5.0, ge=0)
+    """A stay in a zone shorter than this is passing through, not a visit: it counts in no
+    figure (a shopper crossing a corner of the bakery has not visited it)."""
     dwell_edges_s: list[float] = Field(
         default_factory=lambda: [30.0, 60.0, 120.0, 300.0, 600.0, 1200.0]
     )

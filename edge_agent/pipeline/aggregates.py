@@ -2,10 +2,11 @@
 
 From the zone changes of the devices of ``aggregates.classes`` (shoppers and carts, pseudonymous
 or not): the flow matrix (zone-to-zone transitions, ``outside`` for the store's edge), the
-dwell-time histogram per zone, visits per zone and the visit-length histogram. Cells hold counts
-only, labelled by zones and bins, never an id; a cell from 1 to k-1 is withheld (counted in
-``suppressed``). Intervals are whole multiples of ``interval_s`` since the epoch; this interval's
-counts are part of ``snapshot``, so a restart does not lose them.
+dwell-time histogram per zone, visits per zone and the visit-length histogram. A visit is a stay
+of at least ``min_visit_s``, counted when it ends (a shorter stay is passing through). Cells
+hold counts only, labelled by zones and bins, never an id; a cell from 1 to k-1 is withheld
+(counted in ``suppressed``). Intervals are whole multiples of ``interval_s`` since the epoch;
+this interval's counts are part of ``snapshot``, so a restart does not lose them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class AggregateEngine:
         self._dwell_edges = list(agg.dwell_edges_s)
         self._visit_edges = list(agg.visit_edges_s)
         self._interval = agg.interval_s
+        self._min_visit = agg.min_visit_s
         self._k = cfg.privacy.k_anonymity
         self._last_zone: dict[str, str] = {}
         self._arrived: dict[str, float] = {}
@@ -79,16 +81,15 @@ class AggregateEngine:
     def _change(self, ch: ZoneChange) -> None:
         device = ch.ref.id
         c = self.counts
-        if ch.kind == "enter" and ch.zone is not None:
+        if ch.kind == "exit" and ch.zone is not None and ch.t - ch.since >= self._min_visit:
             before = self._last_zone.get(device, OUTSIDE)
             if before != ch.zone:
                 c["flow"][(("from", before), ("to", ch.zone))] += 1
             c["visits"][(("zone", ch.zone),)] += 1
-            self._last_zone[device] = ch.zone
-            self._arrived.setdefault(device, ch.t)
-        elif ch.kind == "exit" and ch.zone is not None:
             label = bin_label(self._dwell_edges, ch.t - ch.since)
             c["dwell"][(("bin", label), ("zone", ch.zone))] += 1
+            self._last_zone[device] = ch.zone
+            self._arrived.setdefault(device, ch.since)
             self._left_at[device] = ch.t
         elif ch.kind == "gone":
             last = self._last_zone.pop(device, None)

@@ -35,11 +35,15 @@ from edge_agent.config.moments import (
     fleet_pattern,
 )
 from edge_agent.models import ContextEvent, DeviceClass, MomentBody, MomentCountBody, Priority
+from edge_agent.pipeline.fusion import Position
 from edge_agent.pipeline.identity import DeviceRef
+from edge_agent.pipeline.zone_follow import ZoneFollower
 from edge_agent.pipeline.zones import ZoneChange
 
 Value = float | int | bool | str
 Facts = dict[str, Value]
+RECHECK_S = 0.5
+"""A dwell that came due while its device seemed to be leaving is looked at again this soon."""
 SEEN_GAP_S = 2.0
 """A watched device unheard for longer than this is away (since it was last heard)."""
 
@@ -64,6 +68,9 @@ class _Held:
     """When the condition began to hold (source clock); ``None`` while it does not."""
     active: bool = False
     """The start was published and its end is owed."""
+    clear_since: float | None = None
+    """When the condition stopped holding (``None`` while it holds): a dip shorter than
+    ``clear_s`` neither ends a moment nor restarts the wait for one."""
     started_wall: float = 0.0
     """Wall clock of ``since`` for the published start."""
     ref: DeviceRef | None = None
@@ -77,7 +84,7 @@ class _Held:
 class MomentEngine:
     """Every ``[[moments]]`` rule of one gateway."""
 
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, plan_zones: tuple[str, ...] = ()) -> None:
         self.rules = list(cfg.moments)
         self._k = cfg.privacy.k_anonymity
         self._interval = cfg.aggregates.interval_s
@@ -93,10 +100,21 @@ class MomentEngine:
         self.sensed = frozenset(r.measurement for _, r in self._sensor)
         """Measurements ``reading`` must be told of."""
         self._visits: dict[tuple[int, str], float] = {}
+        """Per dwell rule and device: when its visit began."""
+        self._away: dict[tuple[int, str], float] = {}
+        """When a visiting device left the zone (it may come back within ``max_gap_s``)."""
+        self._done: set[tuple[int, str]] = set()
+        """Visits whose dwell moment (or count) was given."""
         self._due: list[tuple[float, int, str, float]] = []
         self._refs: dict[str, DeviceRef] = {}
         self._progress: dict[tuple[int, str], tuple[int, float]] = {}
         self._zone_counts: dict[str, Counter[str]] = {}
+        followed = {r.zone for _, r in self._crowd} | {r.zone for _, r in self._dwell}
+        self.follower = ZoneFollower(plan_zones, followed)
+        """On a floor plan, moments read fused positions (``placed``): a crowd is the number of
+        devices more likely in its zone than not, which follows the devices without the zone
+        machine's hysteresis and delay; a dwell fires only while its device is more likely in
+        the zone than not."""
         self._zone_of: dict[str, str] = {}
         self._values: dict[tuple[str, str], tuple[Value, float]] = {}
         self._seen: dict[str, float] = {}
@@ -124,12 +142,34 @@ class MomentEngine:
         for name in self.sensed.intersection(values):
             self._values[(ref.id, name)] = (values[name], now)
 
+    def placed(self, ref: DeviceRef, pos: Position | None) -> None:
+        """A device's latest fused position (``None``: it is no longer placed)."""
+        self.follower.placed(ref, pos)
+
+    def _probability(self, device: str, zone: str) -> float:
+        """How likely the device is in ``zone`` by its latest fused position (1 without a
+        floor plan: the zone machine's word is all there is)."""
+        if not self.follower.follows(zone):
+            return 1.0
+        return self.follower.probability(device, zone)
+
+    def _crowd_count(self, rule: CrowdRule) -> float:
+        """Devices of the rule's classes in its zone: from positions on a floor plan, from the
+        zone machine without one."""
+        classes = [c.value for c in rule.classes]
+        if self.follower.follows(rule.zone):
+            return self.follower.count(rule.zone, classes)
+        counts = self._zone_counts.get(rule.zone, Counter())
+        return sum(counts[c] for c in classes) if classes else sum(counts.values())
+
     def forget(self, devices: set[str]) -> None:
         """Erase what the engine holds about these devices (the right to erasure)."""
-        for store in (self._visits, self._progress, self._held, self._fired):
+        for store in (self._visits, self._away, self._progress, self._held, self._fired):
             for key in [k for k in store if k[1] in devices]:
                 del store[key]
+        self._done = {k for k in self._done if k[1] not in devices}
         for device in devices:
+            self.follower.unplace(device)
             ref = self._refs.pop(device, None)
             self._seen.pop(device, None)
             zone = self._zone_of.pop(device, None)
@@ -153,8 +193,7 @@ class MomentEngine:
             self._change(ch, now, wall, out)
         self._due_dwells(now, wall, out)
         for i, crowd in self._crowd:
-            counts = self._zone_counts.get(crowd.zone, Counter())
-            n = sum(counts[c] for c in crowd.classes) if crowd.classes else sum(counts.values())
+            n = self._crowd_count(crowd)
             self._hold(
                 i,
                 crowd,
@@ -191,8 +230,7 @@ class MomentEngine:
             self._zone_counts.setdefault(ch.zone, Counter())[ref.kind.value] += 1
             for i, rule in self._dwell:
                 if rule.zone == ch.zone and applies(rule, ref):
-                    self._visits[(i, device)] = ch.t
-                    heapq.heappush(self._due, (ch.t + rule.min_s, i, device, ch.t))
+                    self._visit(i, rule, device, ch.t)
             for i, seq in self._sequence:
                 if applies(seq, ref):
                     self._advance(i, seq, ref, ch, now, wall, out)
@@ -203,24 +241,48 @@ class MomentEngine:
             if counts is not None and counts[ref.kind.value] > 0:
                 counts[ref.kind.value] -= 1
             for i, rule in self._dwell:
-                if rule.zone == ch.zone:
-                    self._visits.pop((i, device), None)
+                if rule.zone == ch.zone and (i, device) in self._visits:
+                    self._away[(i, device)] = ch.t
         elif ch.kind == "gone":
+            for i, _ in self._dwell:
+                self._visits.pop((i, device), None)
+                self._away.pop((i, device), None)
+                self._done.discard((i, device))
             for i, _ in self._sequence:
                 self._progress.pop((i, device), None)
             if device not in self.watched:
                 self._refs.pop(device, None)
 
+    def _visit(self, i: int, rule: DwellRule, device: str, t: float) -> None:
+        """A device entered a dwell rule's zone: a new visit, or the same one back from a
+        short absence."""
+        key = (i, device)
+        left = self._away.pop(key, None)
+        start = self._visits.get(key)
+        if start is not None and left is not None and t - left <= rule.max_gap_s:
+            if key not in self._done:  # its dwell may have come due while it was away
+                heapq.heappush(self._due, (max(t, start + rule.min_s), i, device, start))
+            return
+        self._visits[key] = t
+        self._done.discard(key)
+        heapq.heappush(self._due, (t + rule.min_s, i, device, t))
+
     def _due_dwells(self, now: float, wall: float, out: list[ContextEvent]) -> None:
         due = self._due
         while due and due[0][0] <= now:
             _, i, device, start = heapq.heappop(due)
-            if self._visits.get((i, device)) != start:
-                continue  # it left before the dwell was reached
+            key = (i, device)
+            if self._visits.get(key) != start or key in self._done or key in self._away:
+                continue  # another visit by now, given already, or away (due again if back)
             rule = self.rules[i]
             assert isinstance(rule, DwellRule)
-            del self._visits[(i, device)]
-            ref = self._refs[device]
+            if self._probability(device, rule.zone) < 0.5:  # about to leave: look again
+                heapq.heappush(due, (now + RECHECK_S, i, device, start))
+                continue
+            self._done.add(key)
+            ref = self._refs.get(device)
+            if ref is None:
+                continue
             facts: Facts = {"dwell_s": round(now - start, 1), "min_s": rule.min_s}
             self._instant(i, rule, ref, rule.zone, start, now, wall, facts, out)
 
@@ -297,6 +359,7 @@ class MomentEngine:
                 return
             h = self._held[(i, key)] = _Held()
         if cond:
+            h.clear_since = None
             if h.since is None:
                 h.since = since
             if not h.active and now - h.since >= rule.for_s:
@@ -311,6 +374,10 @@ class MomentEngine:
                     )
                 )
             return
+        if h.clear_since is None:
+            h.clear_since = now
+        if now - h.clear_since < rule.clear_s:
+            return  # a dip shorter than clear_s: neither an end nor a new beginning
         if h.active:
             out.append(
                 self._event(

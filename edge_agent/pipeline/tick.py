@@ -150,7 +150,7 @@ class Pipeline:
         """What goes into fusion, and when (with the store's other gateways' summaries)."""
         self.presence = PresenceEngine(cfg, self.fusion)
         self.sensors = SensorTracker(cfg)
-        self.moments = MomentEngine(cfg)
+        self.moments = MomentEngine(cfg, self.fusion.plan.zones if self.fusion else ())
         """The rules of ``[[moments]]``, after the zones."""
         self.aggregates = AggregateEngine(cfg)
         """Anonymous journey figures per interval."""
@@ -244,25 +244,19 @@ class Pipeline:
                 if device not in self._refs:
                     self._refs[device] = feed.refs[device]  # heard by another gateway only
                 touched[device] = None
+        counting = bool(moments.follower)
         for device in touched:
-            presence.evaluate(
-                self._refs[device],
-                presence.locate(table, device, now),
-                now,
-                wall,
-                out,
-                self._position(device, now),
-            )
+            pos = self._position(device, now)
+            ref = self._refs[device]
+            presence.evaluate(ref, presence.locate(table, device, now), now, wall, out, pos)
+            if counting:
+                moments.placed(ref, pos)
         for device, st in list(presence.states.items()):
             if device not in touched and (st.zone is not None or st.pending is not None):
-                presence.evaluate(
-                    st.ref,
-                    presence.locate(table, device, now),
-                    now,
-                    wall,
-                    out,
-                    self._position(device, now),
-                )
+                pos = self._position(device, now)
+                presence.evaluate(st.ref, presence.locate(table, device, now), now, wall, out, pos)
+                if counting:
+                    moments.placed(st.ref, pos)
         presence.occupancy(now, wall, out)
         changes = presence.take_changes()
         moments.step(changes, now, wall, out)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from edge_agent.config import AgentConfig, SourceConfig
 from edge_agent.runtime.sources import AdvertSource
 from edge_agent.tools import evaluation as ev
-from firmware_sim import scoring
+from firmware_sim import moment_scoring, scoring
 from firmware_sim.source import SimSource
 
 
@@ -42,3 +42,20 @@ def store_report(
     return scoring.report(scores) + "\n" + "\n".join(verdict), not any(
         line.startswith("FAIL") for line in verdict
     )
+
+
+def moments_report(
+    scenario: str,
+    cfg: AgentConfig,
+    duration_s: float,
+    seed: int | None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[str, bool]:
+    """``eval --moments``: the whole pipeline on the simulated store, its moments and
+    aggregates against the truth (dwells, scripted incidents, flow): a table and a pass/FAIL
+    line per target, and whether every target passed."""
+    if progress is not None:
+        progress(f"simulating {duration_s:g} s of the store through the agent")
+    run = moment_scoring.run_moments(scenario, cfg, duration_s, seed, progress)
+    text, verdict = moment_scoring.report(moment_scoring.score(run, cfg))
+    return text + "\n" + "\n".join(verdict), not any(v.startswith("FAIL") for v in verdict)

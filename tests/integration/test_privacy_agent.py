@@ -122,6 +122,22 @@ def test_no_address_leaves_and_pseudonyms_change_at_midnight(tmp_path: Path) -> 
     )
     assert hits == []
 
+    # the anonymous aggregates of the interval that ended at midnight hold no id of any kind
+    ids = {
+        json.loads(m.payload)["device"]
+        for m in got
+        if m.payload and "device" in json.loads(m.payload)
+    }
+    aggregates = [m for m in got if m.payload and json.loads(m.payload)["type"] == "aggregate"]
+    assert {json.loads(m.payload)["kind"] for m in aggregates} == {
+        "flow",
+        "dwell",
+        "visits",
+        "visit_length",
+    }
+    assert ids and not [i for i in ids for m in aggregates if i.encode() in m.payload]
+    assert not [m for m in got if b'"subject":"p-' in m.payload]  # no pseudonym in a moment
+
     before: dict[str, set[str]] = {"reading": set(), "enter": set()}
     after: dict[str, set[str]] = {"reading": set(), "enter": set()}
     for m in got:

@@ -135,6 +135,27 @@ def test_dwell_fires_once_per_visit_for_a_named_device_only(cfg: AgentConfig) ->
     assert not run2.moments("lingers-at-a")
 
 
+def test_a_short_absence_from_the_zone_is_the_same_visit(cfg: AgentConfig) -> None:
+    run = Run(MomentEngine(cfg))
+    run.enter(ALICE, "a")
+    run.until(20)
+    run.exit(ALICE, "a", 0.0)  # 8 s at the zone's edge, outside it: within max_gap_s (15)
+    run.until(28)
+    run.enter(ALICE, "a")
+    run.until(29)
+    run.exit(ALICE, "a", 28.0)  # away when the dwell comes due: it fires on coming back
+    run.until(35)
+    run.enter(ALICE, "a")
+    run.until(40)
+    (m,) = run.moments("lingers-at-a")
+    assert m.started == WALL0 and m.facts["dwell_s"] == 35.5
+    run.exit(ALICE, "a", 0.0)
+    run.until(70)  # away for longer than max_gap_s: the next entry is a new visit
+    run.enter(ALICE, "a")
+    run.until(80)
+    assert len(run.moments("lingers-at-a")) == 1  # and it has not lasted min_s yet
+
+
 def test_anonymous_shoppers_are_only_counted_per_interval_k_anonymously(
     cfg: AgentConfig,
 ) -> None:
@@ -183,8 +204,15 @@ def test_crowd_starts_after_holding_and_ends_once(cfg: AgentConfig) -> None:
     assert start.started == WALL0 + 0.5
     run.exit(ANON[0], "b", 0.0)
     run.until(20)
+    run.enter(ANON[0], "b")  # back within clear_s (15 s): the queue goes on
+    run.until(40)
+    assert len(run.moments("queue-at-b")) == 1
+    run.exit(ANON[0], "b", 20.0)
+    run.until(55)
+    assert len(run.moments("queue-at-b")) == 1
+    run.until(60)
     end = run.moments("queue-at-b")[-1]
-    assert end.state == "end" and end.duration_s == 12.0 and end.facts["count"] == 2
+    assert end.state == "end" and end.duration_s == 55.0 and end.facts["count"] == 2
     assert len(run.moments("queue-at-b")) == 2
 
 
@@ -240,7 +268,7 @@ def test_a_moment_under_way_ends_once_after_a_restart(cfg: AgentConfig) -> None:
     again.until(5030)
     assert not again.moments()  # no second start
     again.exit(ANON[0], "b", 5000.0)
-    again.until(5040)
+    again.until(5050)
     (end,) = again.moments("queue-at-b")
     assert end.state == "end" and end.started == WALL0 + 0.5
 

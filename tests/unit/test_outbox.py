@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlite_utils
 
 from edge_agent.contract import PresencePayload
-from edge_agent.models import ContextEvent
+from edge_agent.models import ContextEvent, MomentBody, Priority
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import SCHEMA_VERSION, OutboxLimits, _migrate_1
 from tests.support.events import presence_event
@@ -208,3 +208,40 @@ def test_corruption_met_while_running_is_quarantined_too(tmp_path: Path) -> None
     assert box.pending(0, 1000) == []  # corruption met: moved aside, fresh start
     assert len(box.incidents) == 1 and (tmp_path / box.incidents[0].moved_to).exists()
     assert box.append([_event(1)]) > 300
+
+
+def _moment(subject: str | None, wall: float) -> ContextEvent:
+    body = MomentBody(
+        "queue",
+        "crowd",
+        "start",
+        subject,
+        "shopper" if subject else None,
+        "b",
+        wall - 30,
+        30.0,
+        {"count": 4},
+    )
+    return ContextEvent("moment/queue", "moment", wall, body, priority=Priority.ALARM)
+
+
+def test_the_pipeline_state_is_committed_with_the_events_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, "gw", "r")
+    assert box.state() is None
+    box.append([_moment(None, 1.7e9)], '{"moments":{"held":[1]}}')
+    box.append((), '{"moments":{"held":[]}}')  # a state alone is committed too
+    assert box.last_seq == 1
+    box.close()
+    box = Outbox(path, "gw", "r")
+    assert box.state() == '{"moments":{"held":[]}}'
+    payload = json.loads(box.pending(0, 10)[0].payload)
+    assert payload["started"] == "2023-11-14T22:12:50.000Z" and payload["state"] == "start"
+
+
+def test_erasure_removes_the_moments_about_a_subject(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite", "gw", "r")
+    box.append([_moment("loyal-alice", 1.7e9), _moment(None, 1.7e9 + 1), _event(1)])
+    assert box.erase([], ["loyal-alice"]) == 1
+    kinds = [(r.seq, json.loads(r.payload).get("subject")) for r in box.pending(0, 10)]
+    assert kinds == [(2, None), (3, None)]
