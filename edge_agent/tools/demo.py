@@ -22,7 +22,7 @@ from rich.text import Text
 from edge_agent.config.checks import load_checked
 from edge_agent.config.sections import broker_address
 from edge_agent.errors import ConfigError, EdgeAgentError, PublishError
-from edge_agent.models import ContextEvent, PresenceBody, ReadingBody
+from edge_agent.models import ContextEvent, MomentBody, PresenceBody, ReadingBody
 from edge_agent.runtime.agent import Agent
 from edge_agent.tools import floorview
 from edge_agent.tools.mosquitto import LocalMosquitto
@@ -67,6 +67,11 @@ class View:
     latest: collections.deque[ContextEvent] = field(
         default_factory=lambda: collections.deque(maxlen=12)
     )
+    moments: collections.deque[ContextEvent] = field(
+        default_factory=lambda: collections.deque(maxlen=8)
+    )
+    fresh: list[ContextEvent] = field(default_factory=list)
+    """Moments not yet printed (the plain, non-terminal output prints each as it fires)."""
     events: int = 0
     truth_checked: int = 0
     truth_matched: int = 0
@@ -81,6 +86,9 @@ class View:
 def _on_tick(view: View, agent: Agent, events: list[ContextEvent]) -> None:
     view.events += len(events)
     view.latest.extend(e for e in events if e.type in ("enter", "exit", "reading"))
+    moments = [e for e in events if e.type == "moment"]
+    view.moments.extend(moments)
+    view.fresh.extend(moments)
     source: Any = agent.source
     now = source.now()
     if now < view.next_truth:
@@ -142,7 +150,21 @@ def _render(agent: Agent, view: View, sub: Subscriber) -> Group:
             continue
         latest.add_row(time.strftime("%H:%M:%S", time.gmtime(ev.wall)), ev.type, b.device, detail)
     floor = floor_map(agent)
-    return Group(head, *floor, zones, latest)
+    moments = Table(title="Moments that matter (moment/{name})", expand=True)
+    for col in ("time", "moment", "state", "subject", "zone", "facts"):
+        moments.add_column(col)
+    for ev in reversed(view.moments):
+        m = ev.body
+        assert isinstance(m, MomentBody)
+        moments.add_row(*moment_cells(ev, m))
+    return Group(head, *floor, zones, moments, latest)
+
+
+def moment_cells(ev: ContextEvent, m: MomentBody) -> tuple[str, ...]:
+    """A moment as the demo shows it: time, name, state, subject, zone, facts."""
+    facts = ", ".join(f"{k}={v}" for k, v in list(m.facts.items())[:3])
+    when = time.strftime("%H:%M:%S", time.gmtime(ev.wall))
+    return (when, m.name, m.state, m.subject or "—", m.zone or "—", facts)
 
 
 def floor_map(agent: Agent, width: int = 72) -> list[Text]:
@@ -184,9 +206,14 @@ async def _run(
             await asyncio.sleep(0.25)
             if live is not None:
                 live.update(_render(agent, view, sub))
-            elif time.monotonic() - last_line >= 5.0:
-                last_line = time.monotonic()
-                console.print(_summary(agent, view, sub), soft_wrap=True)
+            else:
+                for ev in view.fresh:  # each moment on its own line as it fires
+                    assert isinstance(ev.body, MomentBody)
+                    console.print("moment: " + "  ".join(moment_cells(ev, ev.body)), soft_wrap=True)
+                if time.monotonic() - last_line >= 5.0:
+                    last_line = time.monotonic()
+                    console.print(_summary(agent, view, sub), soft_wrap=True)
+            view.fresh.clear()
             if deadline is not None and time.monotonic() >= deadline:
                 agent.stop()
                 deadline = None

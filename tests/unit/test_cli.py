@@ -3,6 +3,7 @@ overwrite, and an exit code that says whether it worked."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.cli import run_cli
@@ -66,3 +67,19 @@ def test_eval_fails_when_a_target_fails_and_shows_progress() -> None:
     failed = any(line.startswith("FAIL") for line in proc.stdout.splitlines())
     assert proc.returncode == (1 if failed else 0), proc.stderr[-2000:]
     assert "simulating 60 s of the store" in proc.stderr and "scoring ours" in proc.stderr
+
+
+def test_eval_moments_needs_rules_and_scores_them(write_config: Callable[[str], Path]) -> None:
+    scenario = str(CONFIG_DIR / "store-demo.toml")
+    err = run_cli("eval", "--moments", scenario, expect=2).stderr
+    assert "--moments needs --config" in err
+    bare = write_config(MINIMAL)
+    err = run_cli("eval", "--moments", scenario, "-c", str(bare), expect=2).stderr
+    assert "[[moments]]" in err
+    proc = run_cli(
+        "eval", "--moments", scenario, "-c", str(CONFIG_DIR / "agent.toml"),
+        "--duration", "60", expect=None, timeout=300,
+    )  # fmt: skip
+    assert "moments against the simulated store's truth" in proc.stdout
+    failed = any(line.startswith("FAIL") for line in proc.stdout.splitlines())
+    assert proc.returncode == (1 if failed else 0)
