@@ -266,6 +266,6 @@ def test_retention_drops_old_personal_events_and_counts_them(tmp_path: Path) -> 
         proc.wait(30)
     dropped = {k: v for k, v in evicted.items() if k.startswith("retention:")}
     print(f"\nFIGURE retention 4 s: oldest personal event {personal:.1f} s, dropped {dropped}")
-    personal_types = ("enter", "update", "exit", "reading", "beacon_health")
+    personal_types = ("enter", "update", "exit", "reading", "beacon_health", "moment")
     assert dropped and set(dropped) <= {f"retention:{t}" for t in personal_types}
     assert tail.text().count("Traceback") == 0

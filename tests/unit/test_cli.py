@@ -78,7 +78,7 @@ def test_eval_moments_needs_rules_and_scores_them(write_config: Callable[[str], 
     assert "[[moments]]" in err
     proc = run_cli(
         "eval", "--moments", scenario, "-c", str(CONFIG_DIR / "agent.toml"),
-        "--duration", "60", expect=None, timeout=300,
+        "--duration", "20", expect=None, timeout=300,
     )  # fmt: skip
     assert "moments against the simulated store's truth" in proc.stdout
     failed = any(line.startswith("FAIL") for line in proc.stdout.splitlines())

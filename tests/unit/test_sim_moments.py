@@ -19,28 +19,28 @@ INCIDENTS = """
 kind = "warm"
 device = "freezer-1"
 at_s = 0.0
-ramp_s = 30.0
-duration_s = 60.0
+ramp_s = 20.0
+duration_s = 40.0
 to_c = -8.0
 
 [[incidents]]
 kind = "door_open"
 device = "door-entrance"
 at_s = 5.0
-duration_s = 60.0
+duration_s = 50.0
 
 [[incidents]]
 kind = "rush"
 zone = "checkout"
 at_s = 10.0
 count = 16
-duration_s = 80.0
+duration_s = 60.0
 
 [[incidents]]
 kind = "badge_leaves"
 device = "staff-ben"
 at_s = 10.0
-duration_s = 80.0
+duration_s = 60.0
 """
 
 RULES = [
@@ -63,7 +63,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> ms.MomentScore:
     cfg = load_config(CONFIG_DIR / "agent.toml")
     rules = TypeAdapter(list[MomentRule]).validate_python(RULES)
     cfg = cfg.model_copy(update={"moments": rules})
-    run = ms.run_moments(scenario, cfg, 160.0)
+    run = ms.run_moments(scenario, cfg, 125.0)
     return ms.score(run, cfg)
 
 
