@@ -27,6 +27,9 @@ class _Rule(_Section):
     """Device classes it applies to (empty: every class)."""
     devices: list[Segment] = Field(default_factory=list)
     """Registered devices it applies to, by id (empty: every device of ``classes``)."""
+    consented: bool = False
+    """Only devices of the consent list (shoppers who agreed), not those the configuration
+    registers (carts, badges): a loyalty moment."""
     rate_limit_s: float = Field(300.0, ge=0)
     """The same subject fires this rule at most once per this many seconds."""
 

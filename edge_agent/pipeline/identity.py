@@ -117,6 +117,8 @@ class DeviceRef:
     """False for sensors and fixed devices: the zone machine does not follow them."""
     zone: str | None = None
     """The zone a fixed device stands in (its readings say it)."""
+    consented: bool = False
+    """Named by the consent list (a shopper who agreed), not by the configuration."""
 
 
 @dataclass(slots=True)
@@ -198,7 +200,9 @@ class Identity:
         by_address: dict[str, DeviceRef] = {}
         by_beacon: dict[str, DeviceRef] = {}
         for c in consents:
-            ref = DeviceRef(c.id, c.kind, True, None, presence=c.kind is not DeviceClass.SENSOR)
+            ref = DeviceRef(
+                c.id, c.kind, True, None, presence=c.kind is not DeviceClass.SENSOR, consented=True
+            )
             (by_address if c.is_address else by_beacon)[c.match] = ref
         for d in self._devices:  # the configuration wins over the consent list
             ref = DeviceRef(

@@ -49,9 +49,11 @@ SEEN_GAP_S = 2.0
 
 
 def applies(rule: MomentRule, ref: DeviceRef) -> bool:
-    """Whether ``rule`` is about devices like ``ref`` (its classes and devices)."""
+    """Whether ``rule`` is about devices like ``ref`` (its classes, devices, consent)."""
     if rule.classes and ref.kind not in rule.classes:
         return False
+    if rule.consented and ref.registered and not ref.consented:
+        return False  # a configured cart or badge; anonymous devices are still counted
     return not rule.devices or ref.id in rule.devices
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from edge_agent.cli import build_parser
+from edge_agent.contract import model_for
 from edge_agent.tools.mosquitto import LocalMosquitto
 from tests.support.cli import run_cli
 from tests.support.mqtt_watch import Watcher
@@ -96,3 +98,12 @@ def test_demo_on_a_shared_broker_keeps_out_of_the_real_gateways_way(
         assert [m for m in late.settle() if m.retain and m.payload] == []
     finally:
         late.close()
+
+
+def test_every_payload_example_in_the_readme_is_valid() -> None:
+    text = (ROOT / "README.md").read_text()
+    examples = re.findall(r"```json\n(.*?)```", text, re.S)
+    assert len(examples) >= 4
+    for example in examples:
+        data = json.loads(example)
+        model_for(data["type"]).model_validate(data)

@@ -20,7 +20,7 @@ from tests.support.configs import MINIMAL
 
 WALL0 = 1_800_000_000.0  # a pinned epoch, a whole number of 15-minute intervals
 BADGE = DeviceRef("staff-ana", DeviceClass.STAFF, True, None)
-ALICE = DeviceRef("loyal-alice", DeviceClass.SHOPPER, True, None)  # consented
+ALICE = DeviceRef("loyal-alice", DeviceClass.SHOPPER, True, None, consented=True)
 ANON = [DeviceRef(f"p-{i:04x}", DeviceClass.SHOPPER, False, None) for i in range(6)]
 FREEZER = DeviceRef("freezer-1", DeviceClass.SENSOR, True, None, presence=False)
 
@@ -133,6 +133,22 @@ def test_dwell_fires_once_per_visit_for_a_named_device_only(cfg: AgentConfig) ->
     run2.exit(ALICE, "a", 0.0)
     run2.until(80)
     assert not run2.moments("lingers-at-a")
+
+
+def test_a_consented_rule_names_consented_shoppers_only_and_counts_the_rest(
+    write_config: Callable[[str], Path],
+) -> None:
+    rule = (
+        '[[moments]]\nname = "loyal"\ntrigger = "dwell"\nzone = "a"\nmin_s = 10\nconsented = true\n'
+    )
+    run = Run(MomentEngine(load_config(write_config(MINIMAL + rule))))
+    cart = DeviceRef("cart-1", DeviceClass.CART, True, None)  # registered by the config
+    for ref in (ALICE, cart, *ANON[:3]):
+        run.enter(ref, "a")
+    run.until(900.5)
+    assert [m.subject for m in run.moments("loyal")] == ["loyal-alice"]
+    (count,) = [e.body for e in run.out if isinstance(e.body, MomentCountBody)]
+    assert count.count == 3
 
 
 def test_a_short_absence_from_the_zone_is_the_same_visit(cfg: AgentConfig) -> None:
