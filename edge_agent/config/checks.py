@@ -10,7 +10,7 @@ is not there; ``check-config`` says what it could not check and how to.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,31 +117,28 @@ def environment_issues(
             )
         elif cred is not None and not os.access(cred, os.R_OK):
             yield issue(("mqtt", "password_credential"), m.password_credential, "cannot be read")
-    priv = cfg.privacy
-    cred_name = priv.store_secret_credential
-    if cred_name is not None and credentials and credential_path(cred_name) is None:
-        yield issue(
-            ("privacy", "store_secret_credential"),
-            priv.store_secret_credential,
-            "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
-            f"LoadCredential={priv.store_secret_credential}:<file>, or use store_secret_file",
-        )
-    secret = store_secret_path(priv)
-    if secret is not None and (problem := store_secret_problem(secret)) is not None:
-        key = "store_secret_file" if priv.store_secret_file else "store_secret_credential"
-        yield issue(("privacy", key), str(secret), problem)
-    sens = cfg.sensors
-    if sens.bthome_keys_credential is not None and credentials and bthome_keys_path(sens) is None:
-        yield issue(
-            ("sensors", "bthome_keys_credential"),
-            sens.bthome_keys_credential,
-            "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
-            f"LoadCredential={sens.bthome_keys_credential}:<file>, or use bthome_keys_file",
-        )
-    keys = bthome_keys_path(sens)
-    if keys is not None and (problem := bthome_keys_problem(keys)) is not None:
-        key = "bthome_keys_file" if sens.bthome_keys_file else "bthome_keys_credential"
-        yield issue(("sensors", key), str(keys), problem)
+    priv, sens = cfg.privacy, cfg.sensors
+    # secrets kept in a file or a systemd credential: (section, what, file, credential, path,
+    # why the file cannot serve)
+    kept: list[
+        tuple[str, str, Path | None, str | None, Path | None, Callable[[Path], str | None]]
+    ] = [
+        ("privacy", "store_secret", priv.store_secret_file, priv.store_secret_credential,
+         store_secret_path(priv), store_secret_problem),
+        ("sensors", "bthome_keys", sens.bthome_keys_file, sens.bthome_keys_credential,
+         bthome_keys_path(sens), bthome_keys_problem),
+    ]  # fmt: skip
+    for section, what, named_file, cred_name, where, problem_of in kept:
+        if cred_name is not None and credentials and credential_path(cred_name) is None:
+            yield issue(
+                (section, f"{what}_credential"),
+                cred_name,
+                "$CREDENTIALS_DIRECTORY is not set: run under systemd with "
+                f"LoadCredential={cred_name}:<file>, or use {what}_file",
+            )
+        if where is not None and (problem := problem_of(where)) is not None:
+            key = f"{what}_file" if named_file else f"{what}_credential"
+            yield issue((section, key), str(where), problem)
     for key in ("ca_file", "cert_file", "key_file"):
         file = getattr(m.tls, key)
         if file is not None and not os.access(file, os.R_OK):

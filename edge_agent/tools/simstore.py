@@ -38,10 +38,7 @@ def store_report(
     run = scoring.run_store(scenario, duration_s, seed)
     filters = ev.baselines(ev.ours(cfg.proximity, run.slot_classes))
     scores = scoring.score_store(run, cfg, filters, progress)
-    verdict = scoring.verdict(scores)
-    return scoring.report(scores) + "\n" + "\n".join(verdict), not any(
-        line.startswith("FAIL") for line in verdict
-    )
+    return _with_verdict(scoring.report(scores), scoring.verdict(scores))
 
 
 def moments_report(
@@ -57,5 +54,9 @@ def moments_report(
     if progress is not None:
         progress(f"simulating {duration_s:g} s of the store through the agent")
     run = moment_scoring.run_moments(scenario, cfg, duration_s, seed, progress)
-    text, verdict = moment_scoring.report(moment_scoring.score(run, cfg))
-    return text + "\n" + "\n".join(verdict), not any(v.startswith("FAIL") for v in verdict)
+    return _with_verdict(*moment_scoring.report(moment_scoring.score(run, cfg)))
+
+
+def _with_verdict(table: str, verdict: list[str]) -> tuple[str, bool]:
+    """The table and its pass/FAIL lines, and whether every target passed."""
+    return table + "\n" + "\n".join(verdict), not any(v.startswith("FAIL") for v in verdict)
