@@ -400,6 +400,16 @@ class HealthConfig(_Section):
 
     interval_s: float = Field(30.0, ge=1)
     """How often ``health`` is published (wall-clock seconds)."""
+    prometheus_textfile: ConfigPath | None = None
+    """Also write the health counters here, in Prometheus' text format, every interval
+    (node_exporter's textfile collector: a ``.prom`` file in its directory)."""
+
+    @field_validator("prometheus_textfile")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError("must end in .prom (node_exporter's textfile collector reads those)")
+        return value
 
 
 class DeviceConfig(_Section):

@@ -20,6 +20,7 @@ from edge_agent.pipeline.identity import Identity, store_day_keys
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control, lifecycle
 from edge_agent.runtime.health import Reporter
+from edge_agent.runtime.metrics import prometheus_text, write_textfile
 from edge_agent.runtime.notify import sd_notify
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
@@ -201,8 +202,20 @@ class Agent:
         interval = self.cfg.health.interval_s
         while True:
             await asyncio.sleep(interval)
-            payload = self.health().model_dump_json().encode()
+            health = self.health()
+            payload = health.model_dump_json().encode()
             self.publisher.publish_control(topics.HEALTH, payload, qos=0, retain=False)
+            self._write_metrics(health)
+
+    def _write_metrics(self, health: HealthPayload) -> None:
+        """The health counters as a node-exporter textfile, when configured."""
+        path = self.cfg.health.prometheus_textfile
+        if path is None:
+            return
+        try:
+            write_textfile(path, prometheus_text(health, self.cfg.gateway.id))
+        except OSError as err:
+            _LOGGER.warning("prometheus textfile %s: cannot write: %s", path, err)
 
     async def _process(self) -> None:
         """Source batches → ticks of source time → pipeline → outbox (one transaction per
@@ -228,6 +241,7 @@ class Agent:
                 await asyncio.sleep(0)
         ticker.flush(self.source.now())
         self.outbox.append((), self.pipeline.snapshot())  # the counts of the interval so far
+        self._write_metrics(self.health(mark=False))
 
     def _maintain(self, mono: float) -> None:
         """Outbox upkeep: held events retried each second, expiry and WAL once a minute."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -29,7 +30,14 @@ from tests.support.mqtt_watch import Watcher
 def test_ten_simulated_minutes_reach_the_broker_without_gaps(
     tmp_path: Path, mosquitto: LocalMosquitto
 ) -> None:
-    cfg = sim_config(tmp_path, mosquitto, speed=0, duration=600.0)
+    prom = tmp_path / "edge_agent.prom"
+    cfg = sim_config(
+        tmp_path,
+        mosquitto,
+        speed=0,
+        duration=600.0,
+        edits={"\ninterval_s = 1.0": f'\ninterval_s = 1.0\nprometheus_textfile = "{prom}"'},
+    )
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
     try:
         run_agent(cfg)
@@ -47,11 +55,19 @@ def test_ten_simulated_minutes_reach_the_broker_without_gaps(
         "occupancy",
         "reading",
         "beacon_health",
+        "moment",
         "status",
         "health",
     )
     for kind in expected:
         assert types[kind] > 0, (kind, types)
+    # the health counters as a node-exporter textfile, with the final figures
+    samples = prom.read_text(encoding="utf-8").splitlines()
+    sample = re.compile(r'^edge_agent_[a-z0-9_]+\{(?:[a-z]+="[^"]*",?)+\} -?[0-9.e+]+$')
+    assert all(line.startswith("# TYPE edge_agent_") or sample.match(line) for line in samples)
+    adverts = next(x for x in samples if x.startswith("edge_agent_adverts_total{"))
+    assert int(adverts.rsplit(" ", 1)[1]) > 100_000
+    assert 'edge_agent_outbox_depth{gateway="gw-demo-01"}' in prom.read_text()
     status = [json.loads(m.payload)["state"] for m in messages if m.topic.endswith("/status")]
     assert status == ["online", "offline"]  # a clean stop: no last will on top
     truth = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
