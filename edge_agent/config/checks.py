@@ -91,7 +91,8 @@ def environment_issues(
 
     src = cfg.source
     for key, file, kind in (("scenario", src.scenario, "sim"), ("path", src.path, "replay")):
-        if src.kind == kind and file is not None and not file.is_file():
+        # a replay may read a pipe (a recording streamed in); a directory is never a file
+        if src.kind == kind and file is not None and (not file.exists() or file.is_dir()):
             yield issue(("source", key), str(file), "file not found")
     try:
         load_consents(cfg.consent_path)

@@ -21,7 +21,7 @@ from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control, lifecycle
 from edge_agent.runtime.health import Reporter
 from edge_agent.runtime.metrics import prometheus_text, write_textfile
-from edge_agent.runtime.notify import sd_notify
+from edge_agent.runtime.notify import sd_notify, watchdog_interval
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
 from edge_agent.runtime.privacy import Rights
@@ -141,7 +141,6 @@ class Agent:
                             control.serve(self.cfg.control_socket, self.control), name="control"
                         ),
                     ]
-                    sd_notify("READY=1")
                     await self._process()
                     await self._drain()
                     for task in others:
@@ -185,6 +184,15 @@ class Agent:
             mark=mark,
         )
 
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: rates, devices, outbox, broker."""
+        h = self.health(mark=False)
+        broker = "connected" if self.publisher.connected else "not connected"
+        return (
+            f"{h.adverts_per_s:.0f} adverts/s, {h.devices_tracked} devices, outbox "
+            f"{h.outbox_depth}, broker {broker}"
+        )
+
     def status(self) -> dict[str, object]:
         """For ``edge-agent status`` (local, owner only): health and who is in each zone."""
         zones = dict.fromkeys((z.id for z in self.cfg.zones), 0)
@@ -222,14 +230,16 @@ class Agent:
         tick), until the source ends or the agent is stopped."""
         ticker = self._ticker
         watchdog_at = 0.0
+        every = watchdog_interval(WATCHDOG_EVERY_S)
+        ready = False
         maintain_at = time.monotonic() + MAINTAIN_EVERY_S
         async with self.feed as feed:  # from here on, SIGTERM and SIGINT stop it cleanly
             await asyncio.get_running_loop().run_in_executor(None, kernels.warm_up)
             async for batch in feed.batches(min(self.cfg.pipeline.tick_s, 0.05)):
                 mono = time.monotonic()
-                if mono >= watchdog_at:  # the pipeline is alive: tell systemd
-                    sd_notify("WATCHDOG=1")
-                    watchdog_at = mono + WATCHDOG_EVERY_S
+                if ready and mono >= watchdog_at:  # the pipeline is alive: tell systemd, and how
+                    sd_notify(f"WATCHDOG=1\nSTATUS={self.status_line()}")
+                    watchdog_at = mono + every
                 if mono >= maintain_at:
                     self._maintain(mono)
                     maintain_at = mono + MAINTAIN_EVERY_S
@@ -238,6 +248,10 @@ class Agent:
                 now = self.source.now()
                 if math.isfinite(now):
                     ticker.close(now)
+                if not ready:  # the pipeline has run: systemd may start what depends on us
+                    ready = True
+                    sd_notify(f"READY=1\nSTATUS={self.status_line()}")
+                    watchdog_at = mono + every
                 await asyncio.sleep(0)
         ticker.flush(self.source.now())
         self.outbox.append((), self.pipeline.snapshot())  # the counts of the interval so far

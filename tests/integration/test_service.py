@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from edge_agent.runtime.notify import sd_notify
+from edge_agent.tools.mosquitto import free_port
+from tests.support.agent import StderrTail, wait_until
+from tests.support.cli import spawn_cli
+from tests.support.configs import record_store, sim_config
 from tests.support.paths import ROOT
 
 
@@ -114,3 +123,78 @@ def test_sd_notify_reaches_the_socket(tmp_path: Path, monkeypatch: pytest.Monkey
         assert server.recv(100) == b"READY=1"
     monkeypatch.delenv("NOTIFY_SOCKET")
     sd_notify("READY=1")  # a no-op outside systemd
+
+
+def test_ready_then_watchdog_only_while_the_pipeline_runs(tmp_path: Path) -> None:
+    """The agent under a fake ``NOTIFY_SOCKET`` with ``WatchdogSec=1``, replaying a recording at
+    its own pace from a pipe: READY once the pipeline has run, WATCHDOG (with a STATUS line)
+    every half second while adverts flow, none once the pipeline is stuck on a read that does
+    not return (the writer holds back), and STOPPING at the end."""
+    rec = tmp_path / "store.jsonl"
+    record_store(rec, 30.0)
+    lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
+    t0 = json.loads(lines[0])["t"]
+    head = [line for line in lines if json.loads(line)["t"] < t0 + 8.0]  # 8 s of adverts
+    pipe = tmp_path / "live.jsonl"
+    os.mkfifo(pipe)
+    cfg = sim_config(
+        tmp_path,
+        f"mqtt://127.0.0.1:{free_port()}",
+        speed=1,
+        duration=None,
+        edits={'kind = "sim"': f'kind = "replay"\npath = "{pipe}"'},
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "1000000"}
+    resume = threading.Event()
+
+    def stream() -> None:
+        with pipe.open("w", encoding="utf-8") as writer:
+            writer.writelines(head)  # the pipe fills; the agent reads it at the recording's pace
+            writer.flush()
+            resume.wait(60)  # then nothing: the agent's read blocks
+            writer.writelines(lines[len(head) :])
+
+    notes: list[tuple[float, str]] = []  # (when, message), read all along
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(tmp_path / "notify"))
+        server.settimeout(0.2)
+
+        def listen() -> None:
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    notes.append((time.monotonic(), server.recv(4096).decode()))
+
+        done = threading.Event()
+        listener = threading.Thread(target=listen)
+        listener.start()
+        proc = spawn_cli("run", "--config", str(cfg), "--drain-timeout", "1", env=env)
+        tail = StderrTail(proc)
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            wait_until(lambda: bool(notes), 60, "READY")  # after start-up (imports, numba)
+            t_ready = notes[0][0]
+            time.sleep(max(t_ready + 12.0 - time.monotonic(), 0))  # 8 s of adverts, then stuck
+            t_resume = time.monotonic()
+            resume.set()
+            assert proc.wait(timeout=90) == 0, tail.text()
+            time.sleep(0.5)
+        finally:
+            resume.set()
+            done.set()
+            streamer.join(30)
+            listener.join(5)
+            if proc.poll() is None:
+                proc.kill()
+    ready = notes[0][1]
+    flowing = [m for t, m in notes if t_ready < t <= t_ready + 3.0]
+    stalled = [m for t, m in notes if t_ready + 9.0 < t <= t_resume - 0.3]
+    after = [m for t, m in notes if t > t_resume]
+    assert ready.startswith("READY=1\nSTATUS=") and "adverts/s" in ready
+    pings = [n for n in flowing if n.startswith("WATCHDOG=1")]
+    assert len(pings) >= 4 and all("\nSTATUS=" in p and "outbox" in p for p in pings), flowing
+    assert not [n for n in stalled if n.startswith("WATCHDOG=1")], [
+        (round(t - t_ready, 2), m[:12]) for t, m in notes
+    ]
+    assert any(n.startswith("WATCHDOG=1") for n in after)  # moving again
+    assert after[-1].startswith("STOPPING=1"), after[-3:]
