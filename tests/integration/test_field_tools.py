@@ -7,6 +7,7 @@ import json
 import math
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from edge_agent.runtime.sources.replay import read_adverts
 from edge_agent.tools.mosquitto import LocalMosquitto
 from edge_agent.tools.record import registered_addresses
 from tests.support.agent import ROOT_TOPIC
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, spawn_cli
 from tests.support.configs import record_store, sim_config
 from tests.support.mqtt_watch import Watcher
 from tests.support.paths import TRACKS
@@ -138,13 +139,25 @@ def test_replay_can_publish(tmp_path: Path, mosquitto: LocalMosquitto) -> None:
 
 def test_scan_json_names_devices_as_the_privacy_policy_does(tmp_path: Path) -> None:
     cfg = fast_sim(tmp_path)
-    out = run_cli(
-        "scan", "--config", str(cfg), "--json", "--duration", "3", "--interval", "0.5"
-    ).stdout
-    snapshots = [json.loads(line) for line in out.splitlines()]
-    assert len(snapshots) >= 2  # a refresh every 0.5 s, however slow the start on a busy host
-    rows = snapshots[-1]
-    assert len(rows) > 10
+    # a refresh every 0.5 s: read them until the store has filled the table (on a busy host
+    # the simulated store may take a while to get going), then stop the scan
+    proc = spawn_cli(
+        "scan", "--config", str(cfg), "--json", "--duration", "120", "--interval", "0.5",
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if len(lines) >= 2 and len(json.loads(line)) > 10:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = "".join(lines)
+    rows = json.loads(lines[-1])
+    assert len(lines) >= 2 and len(rows) > 10, out[-2000:]
     assert not MAC.search(out), "scan showed an address without --show-addresses"
     kinds = {r["kind"] for r in rows}
     assert {"cart", "staff", "sensor"} <= kinds
