@@ -206,11 +206,24 @@ class OutboxConfig(_Section):
     """The write-ahead log is checkpointed and truncated back to this size."""
 
 
+DropRule = Literal[
+    "apple_continuity", "microsoft_cdp", "exposure_notification", "tile", "fast_pair"
+]
+"""A rule of ``pipeline/chatter.py`` (the test there keeps the two lists equal)."""
+
+
+def _default_drop() -> list[DropRule]:
+    return ["microsoft_cdp", "exposure_notification", "tile", "fast_pair"]
+
+
 class PipelineConfig(_Section):
-    """``[pipeline]``: batching."""
+    """``[pipeline]``: batching, and what is dropped before any work."""
 
     tick_s: float = Field(0.1, ge=0.01, le=5)
     """Adverts are processed, and events committed, once per tick of source time."""
+    drop: list[DropRule] = Field(default_factory=_default_drop)
+    """Chatty advertisers dropped before any work (``pipeline/chatter.py``); Apple Continuity
+    (phones) only when named: it is how shoppers without an app are counted."""
 
 
 class FilterConfig(_Section):

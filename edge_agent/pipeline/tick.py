@@ -23,6 +23,7 @@ from edge_agent.models import (
 )
 from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.aggregates import AggregateEngine
+from edge_agent.pipeline.chatter import Chatter
 from edge_agent.pipeline.decoders import BindKeys, DecodeStats, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.fusion_feed import FusionFeed
@@ -155,6 +156,8 @@ class Pipeline:
         self.aggregates = AggregateEngine(cfg)
         """Anonymous journey figures per interval."""
         self.decode_stats = DecodeStats()
+        self.chatter = Chatter(cfg.pipeline.drop)
+        """Advertisers dropped before any work (counted in ``decode_stats.dropped``)."""
         self.stats = PipelineStats()
         self._refs: dict[str, DeviceRef] = {}
         self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
@@ -203,7 +206,11 @@ class Pipeline:
         sensed, watched = moments.sensed, moments.watched
         feed = self.feed
         default_tx = self.cfg.proximity.tx_power_1m_dbm
+        chatter = self.chatter if self.chatter else None
         for adv in adverts:
+            if chatter is not None and (rule := chatter.match(adv)) is not None:
+                dstats.dropped[rule] += 1
+                continue
             if not valid_rssi(adv.rssi):
                 self.stats.rejected_rssi += 1
                 continue

@@ -138,6 +138,7 @@ class Reporter:
                 "unknown": d.unknown,
                 "malformed": dict(d.malformed),
                 "partial": dict(d.partial),
+                "dropped": dict(d.dropped),
                 "rejected_rssi": pipeline.stats.rejected_rssi,
                 **(
                     {"bthome_encrypted": asdict(pipeline.bthome_keys.stats)}

@@ -42,6 +42,8 @@ class DecodeStats:
     """Malformed payloads by ``format:reason`` (a decoder that raised: ``format:error``)."""
     partial: Counter[str] = field(default_factory=Counter)
     """Frames kept in part by ``format:reason`` (the objects before an unknown id …)."""
+    dropped: Counter[str] = field(default_factory=Counter)
+    """Adverts dropped before decoding by ``pipeline.drop`` rule (chatty advertisers)."""
 
 
 def decode_advert(
