@@ -36,6 +36,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.config.moments import AbsenceRule, CrowdRule, DwellRule, SensorRule
 from edge_agent.models import AggregateBody, ContextEvent, MomentBody, body_fields
 from edge_agent.pipeline.aggregates import OUTSIDE
+from edge_agent.pipeline.moments import beyond
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from firmware_sim.incidents import IncidentSpec
 from firmware_sim.store import StoreSim, Truth, load_scenario, simulate
@@ -216,14 +217,7 @@ def _held(
     inc: IncidentSpec,
     until: float,
 ) -> Interval | None:
-    def beyond(v: float) -> bool:
-        if rule.equals is not None:
-            return v == float(rule.equals)
-        if rule.above is not None:
-            return v > rule.above
-        return rule.below is not None and v < rule.below
-
-    cond = [(t, beyond(v)) for t, v in readings]
+    cond = [(t, beyond(rule, v)) for t, v in readings]  # the agent's own test of a value
     return _first_interval(name, device, cond, rule.for_s, rule.clear_s, inc.at_s, until)
 
 

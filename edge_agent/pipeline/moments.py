@@ -215,9 +215,9 @@ class MomentEngine:
                 ref = self._refs.get(device)
                 if ref is None or not applies(sensor, ref):
                     continue
-                beyond = now - t <= sensor.stale_s and _beyond(sensor, value)
+                held = now - t <= sensor.stale_s and beyond(sensor, value)
                 facts: Facts = {"value": value, "threshold": _threshold(sensor)}
-                self._hold(i, sensor, device, ref, beyond, now, now, wall, out, facts)
+                self._hold(i, sensor, device, ref, held, now, now, wall, out, facts)
         for i, absence in self._absence:
             for device in absence.devices:
                 self._absent(i, absence, device, now, wall, out)
@@ -564,7 +564,8 @@ def _kind_of(cfg: AgentConfig, device: str) -> DeviceClass:
     return DeviceClass.ASSET
 
 
-def _beyond(rule: SensorRule, value: Value) -> bool:
+def beyond(rule: SensorRule, value: Value) -> bool:
+    """Whether a sensor's value meets the rule's ``above``, ``below`` or ``equals``."""
     if rule.equals is not None:
         return value == rule.equals
     if isinstance(value, bool | str):
