@@ -195,9 +195,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
 @_command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     """The service."""
+    from edge_agent.config import load_config
+    from edge_agent.runtime import remote_config
     from edge_agent.runtime.agent import Agent
     from edge_agent.tools.sources import make_source
 
+    # a set-config the last run never confirmed (it crashed, or was killed) is undone first
+    state_dir = load_config(args.config).gateway.state_dir
+    recovered = remote_config.recover(state_dir)
     checked = check(args.config, secrets=True)
     cfg = checked.config
     _setup_logging(args.log_level or cfg.log_level)
@@ -210,6 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_file=Path(args.config),
         drain_timeout_s=args.drain_timeout,
         warnings=warnings,
+        overrides=remote_config.current_overrides(cfg.gateway.state_dir),
+        recovered=recovered,
     )
     return asyncio.run(agent.run())
 
@@ -473,15 +480,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 @_command("schema")
 def cmd_schema(args: argparse.Namespace) -> int:
-    """Write the payload contract: one JSON Schema per payload and an AsyncAPI document."""
-    from edge_agent.contract import asyncapi, json_schemas
+    """Write the payload contract: producer and consumer JSON Schemas per payload and an
+    AsyncAPI 3 document (the package ships the same under edge_agent/schemas/)."""
+    from edge_agent.contract_docs import documents
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, schema in json_schemas().items():
-        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-    (out / "asyncapi.json").write_text(json.dumps(asyncapi(), indent=2) + "\n")
-    print(f"wrote the contract to {out}/")
+    for name, text in documents().items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text, encoding="utf-8")
+    print(f"wrote the contract to {out}/ (consumer/*.schema.json: validate with these)")
     return EXIT_OK
 
 

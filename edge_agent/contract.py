@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from edge_agent import __version__, topics
 from edge_agent.ids import SEGMENT_PATTERN
 
 CONTRACT_VERSION = 1
@@ -346,6 +345,19 @@ class AdapterHealth(BaseModel):
     last_error: str | None
 
 
+class CommandHealth(BaseModel):
+    """The command channel's side of ``health`` (``[commands] enabled``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    received: int = Field(ge=0, description="Requests on the gateway's command topics.")
+    ok: int = Field(ge=0, description="Carried out.")
+    failed: int = Field(ge=0, description="Answered with an error.")
+    dropped: int = Field(ge=0, description="Not read: the command queue was full.")
+    rolled_back: int = Field(ge=0, description="set-config changes rolled back.")
+    reloads: int = Field(ge=0, description="Configurations taken up without a restart.")
+
+
 class HealthPayload(Envelope):
     """``health``: the agent's own counters."""
 
@@ -356,6 +368,16 @@ class HealthPayload(Envelope):
     queue_dropped: int
     decode: dict[str, Any] = Field(description="frames, unknown, malformed by format:reason")
     devices_tracked: int
+    devices_evicted: int = Field(
+        0,
+        description="Devices forgotten early because pipeline.max_devices were tracked. Added "
+        "in v1 (additive).",
+    )
+    updates_suppressed: int = Field(
+        0,
+        description="update events not made: the device had not moved "
+        "presence.update_min_change_m. Added in v1 (additive).",
+    )
     outbox_depth: int
     outbox_oldest_age_s: float | None
     published_total: int
@@ -367,6 +389,9 @@ class HealthPayload(Envelope):
     store: StoreHealth | None = Field(
         None,
         description="Fusion across the store's gateways; null without. Added in v1 (additive).",
+    )
+    commands: CommandHealth | None = Field(
+        None, description="The command channel; null when off. Added in v1 (additive)."
     )
     source: str
     adapters: list[AdapterHealth] = Field(
@@ -380,6 +405,86 @@ class HealthPayload(Envelope):
         "receivers heard that have no zone (their adverts give no presence). Added in v1 "
         "(additive).",
     )
+
+
+COMMANDS = (
+    "ping",
+    "status",
+    "get-config",
+    "set-config",
+    "reload",
+    "erase",
+    "consent-add",
+    "consent-revoke",
+    "calibrate-offset",
+    "flush",
+)
+"""The commands of ``cmd/{name}``."""
+CommandName = Literal[
+    "ping",
+    "status",
+    "get-config",
+    "set-config",
+    "reload",
+    "erase",
+    "consent-add",
+    "consent-revoke",
+    "calibrate-offset",
+    "flush",
+]
+
+
+class CommandRequest(BaseModel):
+    """``cmd/{name}`` (to the gateway, QoS 1, never retained): one command. MQTT 5 response
+    topic and correlation data are honoured when present. Fields it does not know are ignored
+    (a newer fleet tool may send more)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[!-~]+$",
+        description="Request id, unique per request: a repeated one gets a 'replayed' error.",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The command's arguments (see each command in README).",
+    )
+
+
+class CommandFailure(BaseModel):
+    """Why a command was refused or failed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Literal[
+        "bad_request",
+        "unknown_command",
+        "replayed",
+        "too_large",
+        "refused",
+        "invalid_config",
+        "needs_restart",
+        "busy",
+        "failed",
+        "timeout",
+    ]
+    message: str
+
+
+class CommandResultPayload(Envelope):
+    """``cmd/{name}/result`` (or the request's MQTT 5 response topic; QoS 1, not retained):
+    the outcome of one command. ``set-config`` answers twice: ``applied``, then ``confirmed``
+    or ``rolled_back``."""
+
+    type: Literal["command_result"]
+    command: str = Field(description="The command's name, as the topic gave it.")
+    request_id: str | None = Field(description="The request's id (null: it had none).")
+    ok: bool
+    state: Literal["done", "applied", "confirmed", "rolled_back", "error"]
+    result: dict[str, Any] | None = Field(description="What the command returns (ok only).")
+    error: CommandFailure | None = Field(description="Why it failed (not ok only).")
 
 
 SUMMARY_MAX_BYTES = 4 * 1024 * 1024
@@ -441,29 +546,10 @@ EVENT_MODELS: dict[str, type[Envelope]] = {
     "moment_count": MomentCountPayload,
     "aggregate": AggregatePayload,
 }
-CONTROL_MODELS: dict[str, type[Envelope]] = {"status": StatusPayload, "health": HealthPayload}
-_T = topics.TEMPLATES
-TOPICS: dict[str, tuple[type[Envelope], bool, str]] = {
-    _T["status"]: (StatusPayload, True, "Gateway online/offline (retained, last will)."),
-    _T["health"]: (HealthPayload, False, "Periodic counters."),
-    _T["presence"]: (PresencePayload, False, "Zone enter, update and exit."),
-    _T["occupancy"]: (OccupancyPayload, True, "Zone occupancy (retained)."),
-    _T["sensor"]: (ReadingPayload, False, "Sensor readings."),
-    _T["beacon_health"]: (BeaconHealthPayload, True, "Beacon battery and liveness."),
-    _T["moment"]: (MomentPayload, False, "Moments that matter (rules of [[moments]])."),
-    _T["moment_count"]: (
-        MomentCountPayload,
-        False,
-        "Anonymous counts of a dwell or sequence rule per interval.",
-    ),
-    _T["aggregate"]: (AggregatePayload, False, "Anonymous journey aggregates per interval."),
-}
-STORE_TOPICS: dict[str, tuple[type[BaseModel], str]] = {
-    _T["rssi_summary"]: (
-        RssiSummaryPayload,
-        "Store-internal, QoS 0: per-receiver signal summaries the store's gateways share, so "
-        "that each fuses every receiver of the store. Not for integrators.",
-    ),
+CONTROL_MODELS: dict[str, type[Envelope]] = {
+    "status": StatusPayload,
+    "health": HealthPayload,
+    "command_result": CommandResultPayload,
 }
 
 
@@ -473,62 +559,3 @@ def model_for(topic_type: str) -> type[Envelope]:
     if model is None:
         raise KeyError(topic_type)
     return model
-
-
-def json_schemas() -> dict[str, Any]:
-    """JSON Schema of every payload, by model name."""
-    models = {m.__name__: m for m in [*EVENT_MODELS.values(), *CONTROL_MODELS.values()]}
-    return {name: m.model_json_schema() for name, m in sorted(models.items())}
-
-
-def asyncapi() -> dict[str, Any]:
-    """An AsyncAPI 3.0 document of the topic contract."""
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
-    for topic, (model, retained, text) in TOPICS.items():
-        key = topic.replace("/", "_").replace("{", "").replace("}", "")
-        schemas[model.__name__] = model.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        params = {
-            p.strip("{}"): {"description": p.strip("{}")} for p in topic.split("/") if "{" in p
-        }
-        channels[key] = {
-            "address": "{prefix}/{site}/{gateway}/" + topic,
-            "description": f"{text} Retained: {'yes' if retained else 'no'}.",
-            "parameters": {"prefix": {}, "site": {}, "gateway": {}, **params},
-            "messages": {
-                model.__name__: {"payload": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
-        }
-        operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
-    for topic, (smodel, text) in STORE_TOPICS.items():
-        key = "store_rssi_summary"
-        schemas[smodel.__name__] = smodel.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        channels[key] = {
-            "address": topic,
-            "description": f"{text} Retained: no.",
-            "parameters": {"prefix": {}, "site": {}, "gateway": {}},
-            "messages": {
-                smodel.__name__: {"payload": {"$ref": f"#/components/schemas/{smodel.__name__}"}}
-            },
-        }
-        operations[f"publish_{key}"] = {"action": "send", "channel": {"$ref": f"#/channels/{key}"}}
-        operations[f"receive_{key}"] = {
-            "action": "receive",
-            "channel": {"$ref": f"#/channels/{key}"},
-        }
-    for schema in list(schemas.values()):
-        for name, sub in schema.pop("$defs", {}).items():
-            schemas.setdefault(name, sub)
-    return {
-        "asyncapi": "3.0.0",
-        "info": {"title": "Store edge agent", "version": f"{CONTRACT_VERSION}.0 ({__version__})"},
-        "defaultContentType": "application/json",
-        "channels": channels,
-        "operations": operations,
-        "components": {"schemas": schemas},
-    }

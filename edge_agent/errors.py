@@ -136,3 +136,14 @@ class CalibrationError(EdgeAgentError):
         self.subject = subject
         self.reason = reason
         super().__init__(f"calibration of {subject}: {reason}")
+
+
+class CommandError(EdgeAgentError):
+    """A remote command was refused or failed; its result carries ``code`` and the reason."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        """``bad_request``, ``unknown_command``, ``replayed``, ``too_large``, ``invalid_config``,
+        ``needs_restart``, ``busy``, ``failed`` or ``timeout``."""
+        self.reason = reason
+        super().__init__(f"{code}: {reason}")

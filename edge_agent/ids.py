@@ -71,3 +71,11 @@ def looks_secret(key: str) -> bool:
         if any(w in _SECRET or w.startswith(_SECRET_PREFIXES) for w in words):
             return True
     return False
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s']*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """URLs in ``text`` with ``user:password@`` shown as ``***@``."""
+    return _USERINFO.sub("***@", text)

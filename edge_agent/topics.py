@@ -22,6 +22,8 @@ TEMPLATES = {
     "moment_count": "moment/{name}/count",
     "aggregate": "aggregate/{kind}",
     "rssi_summary": "{prefix}/{site}/rssi/{gateway}",
+    "command": "cmd/{name}",
+    "command_result": "cmd/{name}/result",
 }
 """Topic of each kind of message, with its placeholders (for the contract documents)."""
 
@@ -69,6 +71,24 @@ def moment_count(name: str) -> str:
 def aggregate(kind: str) -> str:
     """One kind of anonymous aggregate per interval."""
     return f"aggregate/{kind}"
+
+
+COMMANDS = "cmd/+"
+"""The filter of the gateway's command topics (relative to its root)."""
+
+
+def command_name(topic_root: str, topic: str) -> str | None:
+    """The command a topic names, when it is one of this gateway's command topics."""
+    prefix = f"{topic_root}/cmd/"
+    if not topic.startswith(prefix):
+        return None
+    name = topic[len(prefix) :]
+    return name if name and "/" not in name else None
+
+
+def command_result(name: str) -> str:
+    """Where a command's results go (without an MQTT 5 response topic)."""
+    return f"cmd/{name}/result"
 
 
 def device_topics(device: str) -> list[str]:

@@ -16,8 +16,9 @@ from typing import Any
 
 from edge_agent.config.loading import Validated, issue_at, read_text, validate
 from edge_agent.config.sections import AgentConfig
-from edge_agent.errors import ConfigError, ConfigIssue, ConsentError
+from edge_agent.errors import CommandError, ConfigError, ConfigIssue, ConsentError
 from edge_agent.runtime.consent import load_consents
+from edge_agent.runtime.remote_config import path_for, read_overlay
 from edge_agent.runtime.secrets import (
     bthome_keys_path,
     bthome_keys_problem,
@@ -47,10 +48,24 @@ def check(
     *,
     secrets: bool = False,
     credentials: bool = True,
+    remote: bool = True,
 ) -> Validated:
-    """``load_checked``, keeping the warnings (``Validated.warnings``) for the caller to show."""
+    """``load_checked``, keeping the warnings (``Validated.warnings``) for the caller to show.
+    With ``remote``, the overlay in the state directory (``set-config``) applies on top of the
+    file, and ``overrides`` on top of both."""
     path = Path(path)
-    checked = validate(read_text(path), source=str(path), base_dir=path.parent, overrides=overrides)
+    text = read_text(path)
+    checked = validate(text, source=str(path), base_dir=path.parent, overrides=overrides)
+    overlay: dict[str, Any] = {}
+    try:
+        if remote:
+            overlay = read_overlay(checked.config.gateway.state_dir).overrides
+    except CommandError as err:
+        checked.warnings.append(ConfigIssue("", f"{err.reason}: ignored (remove it)"))
+    if overlay:
+        source = f"{path} with {path_for(checked.config.gateway.state_dir)}"
+        merged = {**overlay, **(overrides or {})}
+        checked = validate(text, source=source, base_dir=path.parent, overrides=merged)
     issues = checked.issues + list(
         environment_issues(checked, secrets=secrets, credentials=credentials)
     )

@@ -23,7 +23,7 @@ from edge_agent.config.floor import CalibrationConfig
 from edge_agent.config.moments import TRIGGERS, reference_issues
 from edge_agent.config.sections import AgentConfig
 from edge_agent.errors import ConfigError, ConfigIssue
-from edge_agent.ids import PATTERN_MESSAGES
+from edge_agent.ids import PATTERN_MESSAGES, redact_userinfo
 from edge_agent.inputs import InputError
 
 
@@ -91,7 +91,10 @@ def validate(
         issue = ConfigIssue("", f"not valid TOML: {err}", line=int(m.group(1)) if m else None)
         raise ConfigError(source, [issue]) from err
     for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+        try:
+            _set_dotted(data, dotted, value)
+        except ValueError as err:
+            raise ConfigError(source, [ConfigIssue(dotted, str(err), has_value=False)]) from None
     lines = _locate_keys(text)
     _include_calibration(data, source, base_dir, lines)
     try:
@@ -145,11 +148,25 @@ def _include_calibration(
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    *parents, last = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[last] = value
+    """Set a dotted key; in an array of tables (``receivers``, ``zones`` …) a part names the
+    entry by its ``id`` (``receivers.r1.rssi_offset_db``). ``ValueError`` when it cannot."""
+    node: Any = data
+    parts = dotted.split(".")
+    for i, key in enumerate(parts, 1):
+        last = i == len(parts)
+        if isinstance(node, list):
+            found = [e for e in node if isinstance(e, dict) and e.get("id") == key]
+            if not found:
+                raise ValueError(f"no entry with id {key!r}")
+            if last:
+                raise ValueError("names a whole entry: set its keys one by one")
+            node = found[-1]
+        elif not isinstance(node, dict):
+            raise ValueError(f"{key!r} is below a value, not a table")
+        elif last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
 
 
 _HEADER = re.compile(r"^\[\[?\s*([^\]]+?)\s*\]\]?")
@@ -292,13 +309,10 @@ def _issue_from_error(
     )
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s']*@")
-
-
 def _redact_urls(value: Any) -> Any:
     """URLs with ``user:password@`` shown as ``***@``."""
     if isinstance(value, str):
-        return _USERINFO.sub("***@", value)
+        return redact_userinfo(value)
     if isinstance(value, list):
         return [_redact_urls(v) for v in value]
     return value

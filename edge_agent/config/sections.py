@@ -29,6 +29,7 @@ from edge_agent.config.floor import (
     ZoneConfig,
 )
 from edge_agent.config.moments import AggregatesConfig, MomentRule
+from edge_agent.config.remote import CommandsConfig, HomeAssistantConfig
 from edge_agent.ids import (
     BEACON_PATTERN,
     ENV_PATTERN,
@@ -224,6 +225,9 @@ class PipelineConfig(_Section):
     drop: list[DropRule] = Field(default_factory=_default_drop)
     """Chatty advertisers dropped before any work (``pipeline/chatter.py``); Apple Continuity
     (phones) only when named: it is how shoppers without an app are counted."""
+    max_devices: int = Field(20_000, ge=10, le=1_000_000)
+    """Devices tracked at most: past it, the least recently heard are forgotten (one in a
+    zone leaves it with an ``exit``), counted in ``health.devices_evicted``."""
 
 
 class FilterConfig(_Section):
@@ -308,6 +312,13 @@ class PresenceConfig(_Section):
     """A device must be out of its zone this long before ``exit``."""
     update_interval_s: float = Field(10.0, gt=0)
     """At most one ``update`` per device per this interval."""
+    update_min_change_m: float = Field(0.0, ge=0, le=100)
+    """An ``update`` only when the device moved at least this far since the last event it
+    was in (fused position on a floor plan, else its distance to the nearest receiver) or its
+    band changed; 0: every ``update_interval_s``. Skipped ones are counted in
+    ``health.updates_suppressed``."""
+    update_heartbeat_s: float = Field(300.0, gt=0)
+    """With ``update_min_change_m``, an ``update`` at least this often all the same."""
     occupancy_interval_s: float = Field(30.0, gt=0)
     """How often each zone's retained ``occupancy`` is published."""
 
@@ -497,6 +508,8 @@ class AgentConfig(_Section):
     fleets: list[FleetConfig] = Field(default_factory=list)
     moments: list[MomentRule] = Field(default_factory=list)
     aggregates: AggregatesConfig = AggregatesConfig()
+    commands: CommandsConfig = CommandsConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
 
     @property
     def floor_plan(self) -> bool:

@@ -265,6 +265,21 @@ class Identity:
             self._key[i] = 0  # destroy the old key before dropping it
         self._key = bytearray(key)
 
+    def key_bytes(self) -> bytes:
+        """The current pseudonym key (to carry it over a reload; never logged or stored)."""
+        return bytes(self._key)
+
+    @property
+    def day_keys(self) -> Callable[[float], bytes] | None:
+        """Where each day's key comes from (``None``: random)."""
+        return self._day_keys
+
+    def continue_from(self, old: Identity) -> None:
+        """Go on with ``old``'s day (its key given to ``__init__``) and counters; the runtime
+        sets the consents again."""
+        self._period = old._period
+        self.stats = old.stats
+
     @property
     def key_since(self) -> float:
         """When today's key began (inf before the first advert or tick)."""

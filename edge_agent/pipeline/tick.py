@@ -7,6 +7,7 @@ store scoring and the tests all use it).
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Callable
@@ -125,6 +126,8 @@ class PipelineStats:
     """Events produced."""
     forgotten: int = 0
     """Devices dropped from the table after being gone."""
+    evicted: int = 0
+    """Devices forgotten early because ``pipeline.max_devices`` were tracked."""
 
 
 class Pipeline:
@@ -271,6 +274,8 @@ class Pipeline:
         self.sensors.beacon_health(now, wall, out)
         if now >= self._next_sweep:
             self._sweep(now)
+        if len(self._refs) > self.cfg.pipeline.max_devices:
+            self._evict(now, wall, out)
 
     def _position(self, device: str, now: float) -> Position | None:
         """A device's fused position, unless it is older than ``gone_after_s``."""
@@ -281,6 +286,10 @@ class Pipeline:
             return None
         return pos
 
+    def _last_heard(self, device: str) -> float:
+        remote = self.feed.remote_seen.get(device, -math.inf) if self.feed else -math.inf
+        return max(self.table.last_seen(device), remote)
+
     def _sweep(self, now: float) -> None:
         """Forget devices gone for long, so memory follows the devices present."""
         self._next_sweep = now + 10.0
@@ -289,16 +298,47 @@ class Pipeline:
             st = self.presence.states.get(device)
             if st is not None and st.zone is not None:
                 continue
-            remote = self.feed.remote_seen.get(device, -math.inf) if self.feed else -math.inf
-            if max(self.table.last_seen(device), remote) < horizon:
-                self.table.forget(device)
-                if self.fusion is not None and self.feed is not None:
-                    self.fusion.forget(device)
-                    self.feed.forget(device)
-                self.presence.drop(device, now)
-                self.sensors.forget(device)
-                del self._refs[device]
+            if self._last_heard(device) < horizon:
+                self._forget(device, now)
                 self.stats.forgotten += 1
+
+    def _evict(self, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """More than ``max_devices`` tracked (an address flood, a crowd of rotating phones):
+        the least recently heard go — down to nine tenths of the cap, so that this runs
+        seldom — and one in a zone leaves it (``exit``)."""
+        cap = self.cfg.pipeline.max_devices
+        excess = len(self._refs) - cap * 9 // 10
+        for device in heapq.nsmallest(excess, self._refs, key=self._last_heard):
+            self.presence.close(device, now, wall, out)
+            self._forget(device, None)
+            self.stats.evicted += 1
+
+    def _forget(self, device: str, now: float | None) -> None:
+        """Forget a device's signal, sensor, fusion and presence state (``now``: it left)."""
+        self.table.forget(device)
+        if self.fusion is not None and self.feed is not None:
+            self.fusion.forget(device)
+            self.feed.forget(device)
+        self.presence.drop(device, now)
+        self.sensors.forget(device)
+        del self._refs[device]
+
+    def close_all(self, now: float, wall: float, out: list[ContextEvent]) -> None:
+        """Every device leaves (``exit`` from its zone) and is forgotten, and moments and
+        aggregates take note: tracking is to start afresh (a reload)."""
+        for device in list(self.presence.states):
+            self.presence.close(device, now, wall, out)
+        changes = self.presence.take_changes()
+        self.moments.step(changes, now, wall, out)
+        self.aggregates.step(changes, now, wall, out)
+        for device in list(self._refs):
+            self._drop(device)
+
+    def adopt_devices(self, old: Pipeline) -> None:
+        """Take over ``old``'s tracked devices (a reload that kept their tracking)."""
+        self._refs = old._refs
+        self._next_sweep = old._next_sweep
+        self.fused = old.fused
 
     def _new_key_day(self, now: float, wall: float, out: list[ContextEvent]) -> None:
         """The pseudonym key was replaced: every device known by a pseudonym leaves (``exit``

@@ -36,6 +36,10 @@ class DeviceState:
     """The latest fused position (floor plan only)."""
     in_zone_position: Position | None = None
     """The last fused position that placed the device in its zone."""
+    sent_at: float = 0.0
+    """When its last ``enter`` or ``update`` was made."""
+    sent_where: tuple[float, float, str] | None = None
+    """Where that event put it: ``(x, y, band)`` on a floor plan, else ``(distance, 0, band)``."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,6 +86,15 @@ class PresenceEngine:
         self._mean_over: dict[str, frozenset[str]] = {}
         self._unlinked = 0
         """Per zone: the devices the last published mean dwell was taken over."""
+        self.updates_suppressed = 0
+        """``update`` events not made: the device had not moved ``update_min_change_m``."""
+
+    def reconfigure(self, cfg: AgentConfig) -> None:
+        """Take up a new configuration whose tracking settings are the same (a reload): the
+        rate limits and the occupancy interval may have changed."""
+        self.cfg = cfg
+        self._presence = cfg.presence
+        self._k = cfg.privacy.k_anonymity
 
     def in_zone(self, zone: str) -> list[DeviceState]:
         """Devices currently in ``zone``."""
@@ -165,8 +178,11 @@ class PresenceEngine:
                 st.in_zone, st.in_zone_band = est, st.band
                 st.in_zone_position = pos
             if st.zone is not None and now - st.last_update >= self._presence.update_interval_s:
-                self._emit(out, "update", st, st.zone, now, wall)
                 st.last_update = now
+                if self._changed(st, now):
+                    self._emit(out, "update", st, st.zone, now, wall)
+                else:
+                    self.updates_suppressed += 1
             return
         if cand != st.pending:
             st.pending = cand
@@ -193,6 +209,26 @@ class PresenceEngine:
             st.last_update = now
             self._emit(out, "enter", st, cand, now, wall)
             self.changes.append(ZoneChange(st.ref, "enter", cand, now, now))
+
+    def _changed(self, st: DeviceState, now: float) -> bool:
+        """Whether an ``update`` is worth sending: the device moved ``update_min_change_m``
+        or changed band since its last event, or ``update_heartbeat_s`` passed."""
+        p = self._presence
+        last = st.sent_where
+        if p.update_min_change_m <= 0 or last is None or now - st.sent_at >= p.update_heartbeat_s:
+            return True
+        here = self._where(st)
+        if here is None or here[2] != last[2]:
+            return True
+        return math.hypot(here[0] - last[0], here[1] - last[1]) >= p.update_min_change_m
+
+    @staticmethod
+    def _where(st: DeviceState) -> tuple[float, float, str] | None:
+        if st.position is not None:
+            return (st.position.x, st.position.y, st.band)
+        if st.last is not None:
+            return (st.last.distance_m, 0.0, st.band)
+        return None
 
     def close(self, device: str, now: float, wall: float, out: list[ContextEvent]) -> None:
         """End a device's presence now (``exit`` if it is in a zone) and forget it."""
@@ -235,6 +271,8 @@ class PresenceEngine:
         wall: float,
     ) -> None:
         """Publish a presence event, unless the device is only counted (``count_only``)."""
+        if kind != "exit":
+            st.sent_at, st.sent_where = now, self._where(st)
         if st.ref.publish:
             out.append(self._event(kind, st, zone, now, wall))
 

@@ -4,11 +4,14 @@ the control socket, in one ``TaskGroup``. Wiring only: each part lives in its ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edge_agent import __version__, topics
 from edge_agent.config import AgentConfig
@@ -17,15 +20,19 @@ from edge_agent.models import Advert, ContextEvent
 from edge_agent.pipeline import kernels
 from edge_agent.pipeline.decoders import BindKeys
 from edge_agent.pipeline.identity import Identity, store_day_keys
+from edge_agent.pipeline.reconfigure import reconfigured
 from edge_agent.pipeline.tick import Pipeline, Ticker
-from edge_agent.runtime import control, lifecycle
+from edge_agent.runtime import control, lifecycle, remote_config
+from edge_agent.runtime.commands import CommandChannel
 from edge_agent.runtime.health import Reporter
 from edge_agent.runtime.metrics import prometheus_text, write_textfile
 from edge_agent.runtime.notify import sd_notify, watchdog_interval
+from edge_agent.runtime.operations import Operations
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.outbox_schema import OutboxLimits
 from edge_agent.runtime.privacy import Rights
 from edge_agent.runtime.publisher import Publisher
+from edge_agent.runtime.remote_config import Probation
 from edge_agent.runtime.secrets import bthome_keys, store_secret
 from edge_agent.runtime.sources import AdvertSource, SourceFeed, source_error
 from edge_agent.runtime.store_share import StoreShare
@@ -35,6 +42,8 @@ MAX_EMPTY_TICKS = 100
 """A silence longer than this many ticks (the clock jumped) runs one tick, then realigns."""
 WATCHDOG_EVERY_S = 5.0
 MAINTAIN_EVERY_S = 1.0
+MAX_STALL_S = 5.0
+"""The pipeline loop turns at least every 50 ms; a longer stall than this is unhealthy."""
 STATE_EVERY_S = 5.0
 """The pipeline's state (aggregate counts) is committed at least this often when it changed."""
 EXPIRE_EVERY_S = 60.0
@@ -54,6 +63,8 @@ class Agent:
         day_keys: Callable[[float], bytes] | None = None,
         warnings: list[str] | None = None,
         ephemeral: bool = False,
+        overrides: dict[str, Any] | None = None,
+        recovered: Probation | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -77,7 +88,13 @@ class Agent:
         if not self.pipeline.restore(self.outbox.state()):
             _LOGGER.debug("no pipeline state to take up (first start, or unreadable)")
         self._state_at = 0.0
-        self.reporter = Reporter(cfg.gateway.id, config_file)
+        self.config_file = config_file
+        self.overrides: dict[str, Any] = dict(overrides or {})
+        """The remote overlay in effect (``set-config``), dotted key → value."""
+        self.reporter = Reporter(
+            cfg.gateway.id, remote_config.config_hash(config_file, overrides or {})
+        )
+        self.started = time.monotonic()
         self.publisher = Publisher(
             cfg, self.outbox, lambda s: self.reporter.status(s, self.outbox), ephemeral=ephemeral
         )
@@ -98,6 +115,26 @@ class Agent:
         self.on_tick = on_tick
         """Called after every tick with the events it made (the demo, replay --publish)."""
         self._expire_at = 0.0
+        self._turned = time.monotonic()
+        self.reloads = 0
+        """Configurations taken up without a restart."""
+        self._heard_at = -math.inf
+        self.ops = Operations(self)
+        """Remote commands, hot reload and ``set-config``'s probation."""
+        self.ops.recovered(recovered)
+        self.commands = (
+            CommandChannel(
+                cfg.commands,
+                cfg.topic_root,
+                self.publisher,
+                self.ops.handlers(),
+                self.reporter.next_id,
+                lambda: self.outbox.last_seq,
+            )
+            if cfg.commands.enabled
+            else None
+        )
+        self.ops.channel = self.commands
 
     def stop(self) -> None:
         """Ask the agent to stop: commit what it has, flush briefly, say offline."""
@@ -117,6 +154,57 @@ class Agent:
         if op == "status":
             return {"ok": True, **self.status()}
         return {"ok": False, "error": f"unknown request {op!r}"}
+
+    # ---------------------------------------------------------------- reload
+
+    def apply(self, cfg: AgentConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Take up a new configuration between two ticks (``reload``, ``set-config``): the
+        outbox and its buffered events stay; tracked devices stay when their settings did
+        (``pipeline.reconfigure``); the broker connection is made again when its settings
+        changed. The caller has validated ``cfg`` and checked that it needs no restart."""
+        now = self.source.now()
+        now = now if math.isfinite(now) else self._ticker.tick_end or 0.0
+        wall = self.source.wall_at(now)
+        old = self.pipeline
+        new, events, kept = reconfigured(old, cfg, now, wall)
+        self.pipeline = new
+        self.rights.pipeline = new
+        new.identity.set_consents(self.rights.consents)
+        if self.share is not None:
+            self.share.pipeline = new
+        if events:
+            self.outbox.append(events, new.snapshot())
+            self.publisher.wake()
+        reconnect = self.publisher.reconfigure(cfg)
+        self.cfg = cfg
+        self.overrides = dict(overrides)
+        self.reporter.config_hash = remote_config.config_hash(self.config_file, overrides)
+        self.reloads += 1
+        logging.getLogger("edge_agent").setLevel(cfg.log_level)
+        _LOGGER.info(
+            "configuration applied: tracked devices %s, broker %s",
+            "kept" if kept else "started afresh",
+            "reconnecting" if reconnect else "unchanged",
+        )
+        return {"devices_kept": kept, "reconnect": reconnect, "exits": len(events)}
+
+    def adverts_recently(self, within_s: float = 10.0) -> bool:
+        """Whether an advert was processed in the last ``within_s`` seconds."""
+        return time.monotonic() - self._heard_at <= within_s
+
+    def health_problem(self, adverts_before: int | None, devices_before: int) -> str | None:
+        """Why the agent is not healthy now (``None``: it is): the pipeline loop stalled, the
+        broker not connected, no advert processed since ``adverts_before`` (when given), or
+        no device tracked when ``devices_before`` were."""
+        if time.monotonic() - self._turned > MAX_STALL_S:
+            return "the pipeline is not turning"
+        if not self.publisher.connected:
+            return "not connected to the broker"
+        if adverts_before is not None and self.pipeline.stats.adverts <= adverts_before:
+            return "no advert processed since the change"
+        if devices_before and not self.pipeline.devices_tracked:
+            return "no device tracked since the change"
+        return None
 
     # ------------------------------------------------------------------- run
 
@@ -140,7 +228,10 @@ class Agent:
                         tg.create_task(
                             control.serve(self.cfg.control_socket, self.control), name="control"
                         ),
+                        tg.create_task(self.ops.run(), name="operations"),
                     ]
+                    if self.commands is not None:
+                        others.append(tg.create_task(self.commands.run(), name="commands"))
                     await self._process()
                     await self._drain()
                     for task in others:
@@ -181,6 +272,8 @@ class Agent:
             self.rights.counters,
             self.warnings,
             share=self.share.stats if self.share is not None else None,
+            commands=self.commands.stats if self.commands is not None else None,
+            reloads=self.reloads,
             mark=mark,
         )
 
@@ -235,8 +328,13 @@ class Agent:
         maintain_at = time.monotonic() + MAINTAIN_EVERY_S
         async with self.feed as feed:  # from here on, SIGTERM and SIGINT stop it cleanly
             await asyncio.get_running_loop().run_in_executor(None, kernels.warm_up)
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(signal.SIGHUP, self._sighup)
             async for batch in feed.batches(min(self.cfg.pipeline.tick_s, 0.05)):
-                mono = time.monotonic()
+                mono = self._turned = time.monotonic()
+                if batch:
+                    self._heard_at = mono
                 if ready and mono >= watchdog_at:  # the pipeline is alive: tell systemd, and how
                     sd_notify(f"WATCHDOG=1\nSTATUS={self.status_line()}")
                     watchdog_at = mono + every
@@ -256,6 +354,11 @@ class Agent:
         ticker.flush(self.source.now())
         self.outbox.append((), self.pipeline.snapshot())  # the counts of the interval so far
         self._write_metrics(self.health(mark=False))
+
+    def _sighup(self) -> None:
+        """systemd's ``ExecReload`` (``kill -HUP``): reload, telling systemd while it does."""
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        self.ops.request_reload()
 
     def _maintain(self, mono: float) -> None:
         """Outbox upkeep: held events retried each second, expiry and WAL once a minute."""

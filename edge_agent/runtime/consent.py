@@ -10,9 +10,7 @@ ever published or logged.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from edge_agent.errors import ConsentError
 from edge_agent.ids import SEGMENT_PATTERN, normalise_match
 from edge_agent.inputs import InputError
 from edge_agent.models import Consent, DeviceClass
+from edge_agent.runtime.files import replace_atomically
 
 FORMAT_VERSION = 1
 MAX_CONSENT_BYTES = 16 << 20
@@ -74,21 +73,10 @@ def save_consents(path: Path, consents: list[Consent]) -> None:
             {"match": c.match, "id": c.id, "kind": c.kind.value, "added": c.added} for c in consents
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".consent-", dir=path.parent)
+    text = json.dumps(data, indent=1) + "\n"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        if os.geteuid() == 0:  # root edits it for the service's (dynamic) user: keep its owner
-            st = path.parent.stat()
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
+        replace_atomically(path, text.encode())
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
         raise ConsentError(str(path), f"cannot write: {err.strerror}") from err
 
 

@@ -3,14 +3,13 @@ counters of every part), assembled from the parts that keep them."""
 
 from __future__ import annotations
 
-import hashlib
 import resource
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.contract import (
+    CommandHealth,
     HealthPayload,
     OutboxHealth,
     OutboxIncident,
@@ -22,17 +21,11 @@ from edge_agent.contract import (
     rfc3339,
 )
 from edge_agent.pipeline.tick import Pipeline
+from edge_agent.runtime.commands import CommandStats
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.publisher import Publisher
 from edge_agent.runtime.sources import AdvertSink, AdvertSource
 from edge_agent.runtime.store_share import ShareStats
-
-
-def config_hash(path: Path | None) -> str:
-    """SHA-256 of the configuration file (``status.config_hash``)."""
-    if path is None:
-        return ""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -49,13 +42,18 @@ class Reporter:
     """Makes ``status`` and ``health`` payloads; ids ``<gateway>:<type>:<start ms>-<n>`` are
     unique even when the wall clock steps back."""
 
-    def __init__(self, gateway: str, config_file: Path | None) -> None:
+    def __init__(self, gateway: str, config_hash: str = "") -> None:
         self.gateway = gateway
         self.started_wall = time.time()
         self._started = time.monotonic()
-        self._config_hash = config_hash(config_file)
+        self.config_hash = config_hash
+        """``status.config_hash``: of the configuration in effect (a reload changes it)."""
         self._n = 0
         self._rate_mark = (self._started, 0, 0)
+
+    def next_id(self, kind: str) -> str:
+        """A new control-plane message id ``<gateway>:<kind>:<start ms>-<n>``."""
+        return self._id(kind)
 
     def _id(self, kind: str) -> str:
         self._n += 1
@@ -80,7 +78,7 @@ class Reporter:
                 state=state,
                 version=__version__,
                 started_at=rfc3339(self.started_wall),
-                config_hash=self._config_hash,
+                config_hash=self.config_hash,
                 outbox_incidents=self._incidents(outbox),
             )
             .model_dump_json()
@@ -108,6 +106,8 @@ class Reporter:
         warnings: list[str] | None = None,
         *,
         share: ShareStats | None = None,
+        commands: CommandStats | None = None,
+        reloads: int = 0,
         mark: bool = True,
     ) -> HealthPayload:
         """Every part's counters now; rates since the previous marked call (the periodic
@@ -147,6 +147,8 @@ class Reporter:
                 ),
             },
             devices_tracked=pipeline.devices_tracked,
+            devices_evicted=pipeline.stats.evicted,
+            updates_suppressed=pipeline.presence.updates_suppressed,
             outbox_depth=outbox.depth(),
             outbox_oldest_age_s=outbox.oldest_age(),
             published_total=ps.published,
@@ -188,6 +190,16 @@ class Reporter:
                 silent_drops=ps.silent_drops,
                 resent=ps.resent,
                 rejected=ps.rejected,
+            ),
+            commands=None
+            if commands is None
+            else CommandHealth(
+                received=commands.received,
+                ok=commands.ok,
+                failed=commands.failed,
+                dropped=commands.dropped,
+                rolled_back=commands.rolled_back,
+                reloads=reloads,
             ),
             source=source.name,
             adapters=source.adapter_health(),

@@ -28,6 +28,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import topics
@@ -55,6 +57,20 @@ def backoff_delay(attempt: int, rng: random.Random | None = None) -> float:
     """
     d = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** min(max(attempt, 0), 16))
     return (rng or random).uniform(d / 2, d)
+
+
+@dataclass(slots=True, frozen=True)
+class Inbound:
+    """A message received on a subscription."""
+
+    topic: str
+    """Its topic."""
+    payload: bytes
+    """Its payload (the handler bounds what it reads)."""
+    response_topic: str | None = None
+    """MQTT 5 response topic, when the sender gave one."""
+    correlation: bytes | None = None
+    """MQTT 5 correlation data, when the sender gave it."""
 
 
 @dataclass(slots=True)
@@ -120,9 +136,11 @@ class Publisher:
         self._lost = asyncio.Event()
         self._last_in = 0.0
         self.broker: str | None = None
-        self._subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._subscriptions: dict[str, Callable[[Inbound], None]] = {}
+        self._on_connect: list[Callable[[], None]] = []
         self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
+        self._restart = False
 
     async def __aenter__(self) -> Publisher:
         return self
@@ -148,10 +166,13 @@ class Publisher:
 
     async def run(self) -> None:
         """Connect, publish, reconnect with jittered exponential backoff, forever."""
-        urls = self.cfg.mqtt.urls
         attempt = 0
         index = 0
         while not self._closing:
+            if self._restart:  # new broker settings: start from their first URL
+                self._restart = False
+                attempt = index = 0
+            urls = self.cfg.mqtt.urls
             url = urls[index % len(urls)]
             connects = self.stats.connects
             try:
@@ -160,6 +181,8 @@ class Publisher:
                 _LOGGER.warning("%s", err)
             if self._closing:
                 return
+            if self._restart:
+                continue
             if self.stats.connects > connects:
                 attempt = 0  # it was up: come back to the same broker first
             else:
@@ -225,9 +248,43 @@ class Publisher:
         info = client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+    def publish_reply(self, topic: str, payload: bytes, correlation: bytes | None = None) -> bool:
+        """Send a reply (QoS 1, not retained) to an absolute topic now, with MQTT 5 correlation
+        data when given (and the connection is MQTT 5); False when offline."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        props = None
+        if correlation is not None and self.cfg.mqtt.protocol == "5":
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.CorrelationData = correlation
+        info = client.publish(topic, payload, qos=1, retain=False, properties=props)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def on_connect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop each time a session begins (it must not block)."""
+        self._on_connect.append(callback)
+
+    def reconfigure(self, cfg: AgentConfig) -> bool:
+        """Take up a new configuration (a reload). When the broker settings changed, the
+        current session ends cleanly (``offline`` said to the broker it leaves) and the next
+        one uses them. True when it reconnects."""
+        old, self.cfg = self.cfg.mqtt, cfg
+        if cfg.mqtt == old:
+            return False
+        self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
+        self._mutual = cfg.mqtt.tls.cert_file is not None
+        self._restart = True
+        client = self._client
+        if client is not None and self._connected.is_set():
+            client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
+            client.disconnect()
+        self._wake.set()
+        return True
+
+    def subscribe(self, topic_filter: str, handler: Callable[[Inbound], None]) -> None:
         """Receive messages on ``topic_filter`` (QoS 0) on every connection from now on;
-        ``handler(topic, payload)`` runs on the event loop and must only queue."""
+        ``handler`` runs on the event loop and must only queue."""
         self._subscriptions[topic_filter] = handler
         client = self._client
         if client is not None and self._connected.is_set():
@@ -317,6 +374,8 @@ class Publisher:
         link.client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
         for topic_filter in self._subscriptions:
             link.client.subscribe(topic_filter, qos=0)
+        for callback in self._on_connect:
+            callback()
 
     def _down(self, link: _Link) -> None:
         """A session ended: keep the acks that came, count what was in flight as resent."""
@@ -473,9 +532,18 @@ class _Link:
 
     def on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         subs = self.publisher._subscriptions
+        props = getattr(message, "properties", None)
+        response = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        inbound = Inbound(
+            message.topic,
+            bytes(message.payload),
+            response if isinstance(response, str) and response else None,
+            bytes(correlation) if isinstance(correlation, bytes | bytearray) else None,
+        )
         for topic_filter, handler in subs.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):
-                handler(message.topic, bytes(message.payload))
+                handler(inbound)
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """On the loop's thread (every publish): at once. paho may also call back from the

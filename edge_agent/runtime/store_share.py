@@ -16,7 +16,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contract import decode_summary
 from edge_agent.pipeline import summaries
 from edge_agent.pipeline.tick import Pipeline
-from edge_agent.runtime.publisher import Publisher
+from edge_agent.runtime.publisher import Inbound, Publisher
 
 _LOGGER = logging.getLogger(__name__)
 INBOX = 256
@@ -54,14 +54,14 @@ class StoreShare:
         self.topic = topics.rssi_summary(m.prefix, g.site, g.id)
         publisher.subscribe(topics.rssi_summaries(m.prefix, g.site), self.on_message)
 
-    def on_message(self, topic: str, payload: bytes) -> None:
+    def on_message(self, message: Inbound) -> None:
         """paho's callback: queue another gateway's summary (never our own)."""
-        if topics.summary_sender(topic) in (None, self.cfg.gateway.id):
+        if topics.summary_sender(message.topic) in (None, self.cfg.gateway.id):
             return
         if len(self._inbox) >= INBOX:
             self.stats.dropped += 1
             return
-        self._inbox.append(payload)
+        self._inbox.append(message.payload)
 
     def before_tick(self, now: float, wall: float) -> None:
         """Fuse every summary received since the previous tick."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.contract_check import problem
+
 
 @dataclass(frozen=True)
 class Received:
@@ -36,6 +38,8 @@ class Watcher:
         """``persistent``: a session the broker keeps (with its own persistence, across restarts),
         so that nothing published while the watcher reconnects is missed."""
         self.messages: list[Received] = []
+        self.invalid: list[str] = []
+        """Messages that break the shipped producer schemas (``close`` fails on any)."""
         self._lock = threading.Lock()
         subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -57,8 +61,11 @@ class Watcher:
             raise TimeoutError("subscription not acknowledged")
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        wrong = problem(msg.topic, bytes(msg.payload))
         with self._lock:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+            if wrong is not None:
+                self.invalid.append(wrong)
 
     def settle(self, quiet_s: float = 1.0, timeout: float = 30.0) -> list[Received]:
         """Wait until nothing new arrived for ``quiet_s``; return a copy of what arrived."""
@@ -80,5 +87,7 @@ class Watcher:
             return [json.loads(m.payload) for m in self.messages]
 
     def close(self) -> None:
+        """Stop; every message received must have held to the contract."""
         self.client.loop_stop()
         self.client.disconnect()
+        assert not self.invalid, f"messages that break the contract: {self.invalid[:5]}"

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
 from edge_agent.contract import (
-    EVENT_MODELS,
-    STORE_TOPICS,
-    TOPICS,
     PresencePayload,
     RssiSummaryPayload,
-    asyncapi,
     decode_summary,
     rfc3339,
 )
-from tests.support.cli import run_cli
-
-
-def test_schema_command_writes_the_contract(tmp_path: Path) -> None:
-    run_cli("schema", "--out", str(tmp_path))
-    names = {p.name for p in tmp_path.iterdir()}
-    assert "asyncapi.json" in names
-    for model in {*EVENT_MODELS.values()}:
-        schema = json.loads((tmp_path / f"{model.__name__}.schema.json").read_text())
-        assert {"v", "id", "seq", "ts", "type"} <= set(schema["required"])
-
-
-def test_asyncapi_lists_every_topic() -> None:
-    doc = asyncapi()
-    addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {"{prefix}/{site}/{gateway}/" + t for t in TOPICS} | set(STORE_TOPICS)
-    for channel in doc["channels"].values():
-        for message in channel["messages"].values():
-            ref = message["payload"]["$ref"].rsplit("/", 1)[1]
-            assert ref in doc["components"]["schemas"]
 
 
 def test_payload_models_reject_what_the_contract_forbids() -> None:

@@ -21,7 +21,7 @@ def test_a_status_look_does_not_move_the_rate_window(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.sqlite", "gw", "r") as outbox:
         publisher = Publisher(cfg, outbox, lambda _: b"")
         parts = (pipeline, outbox, publisher, ReplaySource(tmp_path / "x.jsonl"), AdvertSink(10))
-        reporter = Reporter("gw", None)
+        reporter = Reporter("gw")
         reporter.health(*parts, PrivacyCounters())
         adverts = [Advert("C4:00:00:00:00:01", -60, i * 0.1, i * 0.1, "rx-a") for i in range(50)]
         pipeline.process(adverts, 5.0, 5.0)
