@@ -37,6 +37,7 @@ from edge_agent.runtime.publisher import Inbound, Publisher
 _LOGGER = logging.getLogger(__name__)
 TIMEOUT_S = 30.0
 """A command that takes longer gets a ``timeout`` error (what it did stays done)."""
+RETRY_S = 0.05
 UNSENT = 64
 """Results kept for the broker's return; older ones are dropped (counted)."""
 ResultState = Literal["done", "applied", "confirmed", "rolled_back", "error"]
@@ -100,7 +101,7 @@ class CommandChannel:
         self._next_id = next_id
         self._last_seq = last_seq
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue(cfg.queue_size)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str | None, None] = OrderedDict()
         self._unsent: deque[tuple[str, bytes, bytes | None]] = deque()
         publisher.subscribe(topics.full(topic_root, topics.COMMANDS), self.on_message)
         publisher.on_connect(self._flush_unsent)
@@ -118,9 +119,19 @@ class CommandChannel:
             self.stats.dropped += 1
 
     async def run(self) -> None:
-        """Carry out the queued commands one at a time, until cancelled."""
+        """Carry out the queued commands one at a time, until cancelled. Results not yet sent
+        (the broker away, or paho's window full in a flood) go first: while they wait, so do
+        the commands, and a flood fills the queue and is dropped there."""
         while True:
-            message = await self._queue.get()
+            self._flush_unsent()
+            if self._unsent:
+                await asyncio.sleep(RETRY_S)
+                continue
+            try:
+                async with asyncio.timeout(RETRY_S * 10):
+                    message = await self._queue.get()
+            except TimeoutError:
+                continue
             await self.handle(message)
 
     async def handle(self, message: Inbound) -> None:
@@ -135,6 +146,7 @@ class CommandChannel:
             return
         handler = self.handlers.get(name)
         try:
+            self._first_time(command)
             if handler is None:
                 known = ", ".join(COMMANDS)
                 raise CommandError("unknown_command", f"{name!r} is not a command ({known})")
@@ -166,12 +178,16 @@ class CommandChannel:
             first = err.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "payload"
             raise CommandError("bad_request", f"{where}: {first['msg']}") from None
-        if request.id in self._seen:
-            raise CommandError("replayed", f"request id {request.id!r} was seen already")
-        self._seen[request.id] = None
+        return Command(name, request.id, dict(request.args), reply_to, message.correlation)
+
+    def _first_time(self, command: Command) -> None:
+        """``replayed`` when the request id was seen among the last ``replay_window``."""
+        rid = command.request_id
+        if rid in self._seen:
+            raise CommandError("replayed", f"request id {rid!r} was seen already")
+        self._seen[rid] = None
         while len(self._seen) > self.cfg.replay_window:
             self._seen.popitem(last=False)
-        return Command(name, request.id, dict(request.args), reply_to, message.correlation)
 
     # --------------------------------------------------------------- outbound
 

@@ -141,6 +141,7 @@ class Publisher:
         self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
         self._restart = False
+        self._restarted = asyncio.Event()
 
     async def __aenter__(self) -> Publisher:
         return self
@@ -171,6 +172,7 @@ class Publisher:
         while not self._closing:
             if self._restart:  # new broker settings: start from their first URL
                 self._restart = False
+                self._restarted.clear()
                 attempt = index = 0
             urls = self.cfg.mqtt.urls
             url = urls[index % len(urls)]
@@ -189,7 +191,9 @@ class Publisher:
                 self.stats.connect_failures += 1
                 index += 1  # failover: the next URL
             attempt += 1
-            await asyncio.sleep(backoff_delay(attempt))
+            with contextlib.suppress(TimeoutError):  # new broker settings cut the wait short
+                async with asyncio.timeout(backoff_delay(attempt)):
+                    await self._restarted.wait()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every committed row is acknowledged; False on timeout."""
@@ -275,10 +279,12 @@ class Publisher:
         self._tls = client_context(cfg.mqtt.tls) if cfg.mqtt.uses_tls else None
         self._mutual = cfg.mqtt.tls.cert_file is not None
         self._restart = True
+        self._restarted.set()
         client = self._client
         if client is not None and self._connected.is_set():
             client.publish(self._status_topic, self._status("offline"), qos=1, retain=True)
             client.disconnect()
+            self._connected.clear()  # what is sent from here on waits for the next session
         self._wake.set()
         return True
 
