@@ -276,3 +276,33 @@ def _reloads(watcher: Watcher) -> int:
             if commands:
                 found = max(found, commands["reloads"])
     return found
+
+
+def test_a_set_config_the_agent_never_confirmed_is_undone_at_the_next_start(
+    tmp_path: Path, mosquitto: LocalMosquitto, fleet: Fleet
+) -> None:
+    """SIGKILL during the probation (a change that crashes the agent): the next start puts the
+    previous configuration back before anything else and tells the request so."""
+    cfg = _agent(tmp_path, mosquitto)
+    watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
+    proc = start_agent(cfg)
+    try:
+        wait_for_occupancy(watcher, 1)
+        fleet.send("set-config", "c-kill", {"set": {"presence.exit_debounce_s": 9}})
+        assert fleet.result("c-kill", "applied")["ok"]
+        proc.kill()
+        proc.communicate()
+        pending = json.loads((tmp_path / "state" / "remote-config.json").read_text())
+        assert pending["probation"]["request"] == "c-kill"
+        proc = start_agent(cfg)
+        undone = fleet.result("c-kill", "rolled_back", timeout=60)
+        assert "stopped before confirming" in undone["result"]["reason"]
+        overlay = json.loads((tmp_path / "state" / "remote-config.json").read_text())
+        assert overlay["overrides"] == {} and overlay["probation"] is None
+        fleet.send("get-config", "g-after")
+        config = fleet.result("g-after")["result"]["config"]
+        assert config["presence"]["exit_debounce_s"] == 5.0
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+        watcher.close()
