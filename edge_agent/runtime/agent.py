@@ -25,6 +25,7 @@ from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.runtime import control, lifecycle, remote_config
 from edge_agent.runtime.commands import CommandChannel
 from edge_agent.runtime.health import Reporter
+from edge_agent.runtime.homeassistant import Discovery
 from edge_agent.runtime.metrics import prometheus_text, write_textfile
 from edge_agent.runtime.notify import sd_notify, watchdog_interval
 from edge_agent.runtime.operations import Operations
@@ -135,6 +136,8 @@ class Agent:
             else None
         )
         self.ops.channel = self.commands
+        self.discovery = Discovery(cfg, self.publisher) if cfg.homeassistant.discovery else None
+        """Home Assistant discovery, when asked for."""
 
     def stop(self) -> None:
         """Ask the agent to stop: commit what it has, flush briefly, say offline."""
@@ -393,5 +396,7 @@ class Agent:
             self.outbox.append(events, state)
         if events:
             self.publisher.wake()
+            if self.discovery is not None:
+                self.discovery.observe(events)
         if self.on_tick is not None:
             self.on_tick(self, events)
