@@ -175,7 +175,7 @@ def test_discovery_announces_the_store_but_never_a_shopper(
         mosquitto,
         speed=20.0,
         duration=None,
-        edits={"discovery = false": "discovery = true"},
+        edits=ON,
     )
     ha = Watcher(mosquitto.host, mosquitto.port, "homeassistant/#")
     watcher = Watcher(mosquitto.host, mosquitto.port, f"{ROOT_TOPIC}/#")
