@@ -46,6 +46,14 @@ def test_installed_as_the_readme_says_it_publishes_presence(
     conf = root / "etc/edge-agent/agent.toml"
     assert (root / "opt/edge-agent/share/doc/edge-agent/README.md").is_file()  # Documentation=
     assert (root / "etc/systemd/system/edge-agent.service").is_file()
+    # the contract ships with the package (a wheel, not the checkout): integrators take it there
+    shipped = subprocess.run(
+        [str(root / "opt/edge-agent/bin/python"), "-c",
+         "from edge_agent.contract_docs import documents, shipped\n"
+         "assert all(shipped(n) == t for n, t in documents().items()); print(len(documents()))"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert shipped.returncode == 0 and int(shipped.stdout) >= 20, shipped.stderr
     assert not (root / "etc/systemd/system/edge-agent.service.d").exists()  # no password here
     # The README's edits: the broker; the example's hci0 already covers a zone. state_dir is
     # the one thing a test must move (systemd makes /var/lib/edge-agent for the service).
