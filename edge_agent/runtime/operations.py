@@ -22,7 +22,6 @@ from typing import Any, Protocol
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
 from edge_agent.config.checks import check
-from edge_agent.contract import HealthPayload
 from edge_agent.errors import CommandError, ConfigError, ConsentError
 from edge_agent.ids import looks_secret
 from edge_agent.models import DeviceClass
@@ -53,7 +52,6 @@ class Runtime(Protocol):
 
     def status(self) -> dict[str, object]: ...
     def status_line(self) -> str: ...
-    def health(self, *, mark: bool = True) -> HealthPayload: ...
     def apply(self, cfg: AgentConfig, overrides: dict[str, Any]) -> dict[str, Any]: ...
     def adverts_recently(self, within_s: float = 10.0) -> bool: ...
     def health_problem(self, adverts_before: int | None, devices_before: int) -> str | None: ...
@@ -181,7 +179,7 @@ class Operations:
         remote_config.write_overlay(agent.cfg.gateway.state_dir, Overlay(overrides, probation))
         before = agent.reporter.config_hash
         adverts = agent.pipeline.stats.adverts
-        flowing = agent.health(mark=False).adverts_per_s > 0 or agent.adverts_recently()
+        flowing = agent.adverts_recently()
         devices = agent.pipeline.devices_tracked
         applied = agent.apply(cfg, overrides)
         self._trial = _Trial(c, probation, before, adverts, flowing, devices)

@@ -36,6 +36,7 @@ RESTART = (
     "outbox",
     "commands",
     "pipeline.tick_s",
+    "fusion.share",
     "privacy.store_secret_file",
     "privacy.store_secret_credential",
     "sensors.bthome_keys_file",
