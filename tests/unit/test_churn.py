@@ -13,6 +13,7 @@ import pytest
 
 from edge_agent.config import load_config
 from edge_agent.models import Advert
+from edge_agent.pipeline.identity import Recent
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from tests.unit.test_pipeline import CONFIG
 
@@ -109,3 +110,17 @@ def test_memory_is_flat_through_three_hours_of_churn(write_config: Callable[[str
     )
     assert most <= cap
     assert slope < 1.0
+
+
+def test_the_resolution_cache_is_bounded_and_keeps_what_is_used() -> None:
+    cache: Recent[int] = Recent(4)
+    for i in range(100):
+        cache[f"a{i}"] = i
+        cache["kept"] = -1 if i == 0 else cache["kept"]  # used all along
+    assert len(cache) <= 8
+    assert cache["kept"] == -1 and cache["a99"] == 99
+    with pytest.raises(KeyError):
+        cache["a0"]
+    cache.drop_if(lambda v: v < 0)
+    with pytest.raises(KeyError):
+        cache["kept"]
