@@ -122,6 +122,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for note in unchecked_secrets(cfg):
         print(f"  note: {note}")
+    from edge_agent.runtime import remote_config
+
+    remote = remote_config.current_overrides(cfg.gateway.state_dir)
+    if remote:
+        where = remote_config.path_for(cfg.gateway.state_dir)
+        print(f"  note: set remotely (set-config, in {where}): {', '.join(sorted(remote))}")
     return EXIT_OK
 
 

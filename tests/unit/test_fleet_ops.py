@@ -23,6 +23,7 @@ from edge_agent.runtime.commands import Command, CommandChannel
 from edge_agent.runtime.publisher import Inbound
 from edge_agent.runtime.remote_config import Overlay, Probation
 from firmware_sim.encoders import encode_ibeacon
+from tests.support.cli import run_cli
 from tests.support.configs import MINIMAL
 from tests.support.ticks import run_ticks
 from tests.unit.test_pipeline import CONFIG, UUID, _cart
@@ -285,3 +286,13 @@ def test_the_device_cap_evicts_the_least_recently_heard(
 def test_max_devices_is_bounded(write_config: Callable[[str], Path]) -> None:
     with pytest.raises(ConfigError, match="max_devices"):
         parse_config(MINIMAL.replace("{state}", "/tmp/x") + "[pipeline]\nmax_devices = 1\n")
+
+
+def test_check_config_says_what_was_set_remotely(write_config: Callable[[str], Path]) -> None:
+    path = write_config(MINIMAL)
+    state = load_config(path).gateway.state_dir
+    remote_config.write_overlay(state, Overlay({"presence.update_interval_s": 25.0}))
+    out = run_cli("check-config", str(path)).stdout
+    assert "set remotely" in out and "presence.update_interval_s" in out
+    shown = json.loads(run_cli("get-config", "--config", str(path)).stdout)
+    assert shown["presence"]["update_interval_s"] == 25.0
