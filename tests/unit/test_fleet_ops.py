@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.config import load_config, parse_config
 from edge_agent.config.checks import check
@@ -296,3 +298,31 @@ def test_check_config_says_what_was_set_remotely(write_config: Callable[[str], P
     assert "set remotely" in out and "presence.update_interval_s" in out
     shown = json.loads(run_cli("get-config", "--config", str(path)).stdout)
     assert shown["presence"]["update_interval_s"] == 25.0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["ping", "flush", "set-config", "x", "erase"]),
+    payload=st.one_of(
+        st.binary(max_size=2048),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {"id": st.text(max_size=140), "args": st.dictionaries(st.text(), st.integers())}
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+)
+def test_any_payload_gets_exactly_one_result_and_never_an_exception(
+    name: str, payload: bytes
+) -> None:
+    channel, wire = _channel(max_payload_bytes=1024)
+    _send(channel, name, payload)
+    assert len(wire.sent) == 1
+    result = wire.sent[0][1]
+    assert result["ok"] is (result["error"] is None)
