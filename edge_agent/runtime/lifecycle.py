@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.contract import rfc3339
+from edge_agent.runtime.files import replace_atomically
 
 FILE = "last-run.json"
 
@@ -39,7 +40,4 @@ def read_last_run(state_dir: Path) -> dict[str, Any] | None:
 def _write(state_dir: Path, data: dict[str, Any]) -> None:
     path = state_dir / FILE
     with contextlib.suppress(OSError):  # a status aid: never a reason to fail
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        replace_atomically(path, (json.dumps(data) + "\n").encode())

@@ -11,13 +11,13 @@ left out (except as labels), so nothing but counters leaves: health names no dev
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from edge_agent.contract import HealthPayload
+from edge_agent.runtime.files import replace_atomically
 
 PREFIX = "edge_agent"
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -78,7 +78,4 @@ def _number(value: float) -> str:
 
 def write_textfile(path: Path, text: str) -> None:
     """Replace ``path`` atomically (node_exporter must never read half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    replace_atomically(path, text.encode("utf-8"), mode=0o644)

@@ -24,6 +24,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.errors import CommandError
 from edge_agent.ids import looks_secret, redact_userinfo
 from edge_agent.inputs import InputError
+from edge_agent.pipeline.reconfigure import changed
 from edge_agent.runtime.files import replace_atomically
 
 _LOGGER = logging.getLogger(__name__)
@@ -172,15 +173,7 @@ def config_hash(config_file: Path | None, overrides: Mapping[str, Any]) -> str:
 
 def needs_restart(old: AgentConfig, new: AgentConfig) -> list[str]:
     """The settings of ``RESTART`` that differ."""
-    out = []
-    for dotted in RESTART:
-        a: object = old
-        b: object = new
-        for part in dotted.split("."):
-            a, b = getattr(a, part), getattr(b, part)
-        if a != b:
-            out.append(dotted)
-    return out
+    return changed(old, new, RESTART)
 
 
 def redacted(cfg: AgentConfig) -> dict[str, Any]:
