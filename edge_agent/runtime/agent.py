@@ -179,11 +179,12 @@ class Agent:
             self.outbox.append(events, new.snapshot())
             self.publisher.wake()
         reconnect = self.publisher.reconfigure(cfg)
+        if cfg.log_level != self.cfg.log_level:  # else a --log-level given at start stays
+            logging.getLogger("edge_agent").setLevel(cfg.log_level)
         self.cfg = cfg
         self.overrides = dict(overrides)
         self.reporter.config_hash = remote_config.config_hash(self.config_file, overrides)
         self.reloads += 1
-        logging.getLogger("edge_agent").setLevel(cfg.log_level)
         _LOGGER.info(
             "configuration applied: tracked devices %s, broker %s",
             "kept" if kept else "started afresh",
