@@ -35,15 +35,15 @@ from pathlib import Path
 import sqlite_utils
 
 from edge_agent import topics
-from edge_agent.contract import EVENT_MODELS, rfc3339
 from edge_agent.errors import OutboxError
-from edge_agent.models import ContextEvent, body_fields
+from edge_agent.models import ContextEvent
 from edge_agent.runtime.outbox_schema import (
     MIGRATIONS,
     Incident,
     OutboxLimits,
     OutboxRow,
 )
+from edge_agent.wire import event_payload
 
 _LOGGER = logging.getLogger(__name__)
 SEQ_BLOCK = 10_000
@@ -209,21 +209,7 @@ class Outbox:
         seq = first - 1
         for ev in events:
             seq += 1
-            payload = (
-                EVENT_MODELS[ev.type]
-                .model_validate(
-                    {
-                        "v": 1,
-                        "id": f"{gw}:{seq}",
-                        "seq": seq,
-                        "ts": rfc3339(ev.wall),
-                        "type": ev.type,
-                        **body_fields(ev.body),
-                    }
-                )
-                .model_dump_json()
-                .encode()
-            )
+            payload = event_payload(gw, seq, ev)
             topic = topics.full(self.root, ev.topic)
             size = len(payload) + len(topic)
             rows.append(
