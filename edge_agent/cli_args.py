@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration",
         type=POSITIVE,
         default=None,
-        help="stop after this many real seconds (default: until Ctrl-C)",
+        help="stop this many real seconds after the store is up (default: until Ctrl-C)",
     )
     p.add_argument(
         "--speed", type=NON_NEGATIVE, default=5.0, help="simulated seconds per real second"

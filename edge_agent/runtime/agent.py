@@ -117,6 +117,8 @@ class Agent:
         """Called after every tick with the events it made (the demo, replay --publish)."""
         self._expire_at = 0.0
         self._turned = time.monotonic()
+        self.ready = False
+        """The pipeline has run its first tick (systemd was told READY)."""
         self.reloads = 0
         """Configurations taken up without a restart."""
         self._heard_at = -math.inf
@@ -351,7 +353,7 @@ class Agent:
                 if math.isfinite(now):
                     ticker.close(now)
                 if not ready:  # the pipeline has run: systemd may start what depends on us
-                    ready = True
+                    ready = self.ready = True
                     sd_notify(f"READY=1\nSTATUS={self.status_line()}")
                     watchdog_at = mono + every
                 await asyncio.sleep(0)

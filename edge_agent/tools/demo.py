@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import tempfile
 import threading
 import time
@@ -194,7 +195,7 @@ async def _run(
     agent: Agent, view: View, sub: Subscriber, console: Console, duration: float | None
 ) -> int:
     task = asyncio.create_task(agent.run())
-    deadline = None if duration is None else time.monotonic() + duration
+    deadline: float | None = None  # counted from when the store is up (start-up may be slow)
     last_line = 0.0
     live = (
         Live(_render(agent, view, sub), console=console, refresh_per_second=4, transient=False)
@@ -214,9 +215,11 @@ async def _run(
                     last_line = time.monotonic()
                     console.print(_summary(agent, view, sub), soft_wrap=True)
             view.fresh.clear()
+            if duration is not None and deadline is None and agent.ready:
+                deadline = time.monotonic() + duration
             if deadline is not None and time.monotonic() >= deadline:
                 agent.stop()
-                deadline = None
+                deadline = math.inf
     rc = await task
     if live is None:
         console.print(_render(agent, view, sub))
