@@ -235,6 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(
         args.config,
         duration_s=args.duration,
+        store_time_s=args.store_time,
         speed=args.speed,
         broker_url=args.broker,
         scenario=args.scenario,

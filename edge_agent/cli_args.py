@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop this many real seconds after the store is up (default: until Ctrl-C)",
     )
     p.add_argument(
+        "--store-time",
+        type=POSITIVE,
+        default=None,
+        help="stop after this many simulated seconds of the store, however long they take",
+    )
+    p.add_argument(
         "--speed", type=NON_NEGATIVE, default=5.0, help="simulated seconds per real second"
     )
     p.add_argument("--broker", help="use this broker URL instead of starting a local mosquitto")

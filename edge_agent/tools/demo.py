@@ -232,13 +232,15 @@ def run_demo(
     config: str,
     *,
     duration_s: float | None = None,
+    store_time_s: float | None = None,
     speed: float = 5.0,
     broker_url: str | None = None,
     scenario: str | None = None,
     seed: int | None = None,
 ) -> int:
     """Start a broker (unless ``broker_url``), run the simulated store of ``config`` (or
-    ``scenario``) through the agent, show it; stop after ``duration_s`` real seconds."""
+    ``scenario``) through the agent, show it; stop ``duration_s`` real seconds after the store
+    is up, or after ``store_time_s`` simulated seconds (the same store whatever the load)."""
     console = Console()
     broker: LocalMosquitto | None = None
     state = tempfile.TemporaryDirectory(prefix="edge-agent-demo-")
@@ -260,6 +262,8 @@ def run_demo(
             overrides["source.scenario"] = scenario
         if seed is not None:
             overrides["source.seed"] = seed
+        if store_time_s is not None:
+            overrides["source.duration_s"] = store_time_s
         try:
             cfg = load_checked(config, overrides, secrets=broker_url is not None)
         except ConfigError as err:

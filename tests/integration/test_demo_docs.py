@@ -14,8 +14,8 @@ from tests.support.paths import ROOT
 
 
 def test_demo_runs_and_messages_arrive_at_the_broker() -> None:
-    demo = ["demo", "--config", str(ROOT / "config/agent.toml"), "--duration", "6"]
-    out = run_cli(*demo, "--speed", "40", timeout=120).stdout  # 4 simulated minutes
+    demo = ["demo", "--config", str(ROOT / "config/agent.toml"), "--store-time", "240"]
+    out = run_cli(*demo, "--speed", "40", timeout=300).stdout  # 4 minutes, whatever the load
     assert "local mosquitto on mqtt://127.0.0.1:" in out
     # moments as they fire: carts lingering at the bakery (a minute) are named
     assert re.search(r"^moment: \S+  bakery-linger  instant  cart-\d+  bakery  dwell_s=", out, re.M)
