@@ -386,6 +386,15 @@ class DeviceTable:
             self.sigma(second_slot) if second_slot >= 0 else 0.0,
         )
 
+    def expires_at(self, device: str, now: float) -> float:
+        """When the next of the device's receivers heard within ``gone_after_s`` stops counting
+        for ``nearest`` (``inf``: none left)."""
+        gone = self.prox.gone_after_s
+        horizon = now - gone
+        last = self._last_t
+        ts = [last[s] for s in self._device_slots.get(device, ()) if last[s] >= horizon]
+        return float(min(ts)) + gone if ts else math.inf
+
     def last_seen(self, device: str) -> float:
         """Latest sample time of the device on any receiver (``-inf`` if unknown)."""
         slots = self._device_slots.get(device)

@@ -164,6 +164,10 @@ class Pipeline:
         self.stats = PipelineStats()
         self._refs: dict[str, DeviceRef] = {}
         self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
+        self._timers: list[tuple[float, str]] = []
+        """When devices without news must be looked at: (time, device), a heap."""
+        self._wake: dict[str, float] = {}
+        """Each device's live entry in ``_timers``."""
         self._next_sweep = 0.0
         self.fused: list[str] = []
         """The devices fusion placed anew in the latest tick."""
@@ -261,12 +265,20 @@ class Pipeline:
             presence.evaluate(ref, presence.locate(table, device, now), now, wall, out, pos)
             if counting:
                 moments.placed(ref, pos)
-        for device, st in list(presence.states.items()):
-            if device not in touched and (st.zone is not None or st.pending is not None):
+        for device in touched:
+            self._schedule(device, now)
+        # A device without news changes only when a timer of its expires (a receiver or its
+        # position ages out, a dwell, debounce or update falls due): looked at then, in the
+        # order of the zone machine's devices, and not every tick.
+        due = self._due(now, touched)
+        if due:
+            for device in [d for d in presence.states if d in due]:
+                st = presence.states[device]
                 pos = self._position(device, now)
                 presence.evaluate(st.ref, presence.locate(table, device, now), now, wall, out, pos)
                 if counting:
                     moments.placed(st.ref, pos)
+                self._schedule(device, now)
         presence.occupancy(now, wall, out)
         changes = presence.take_changes()
         moments.step(changes, now, wall, out)
@@ -276,6 +288,45 @@ class Pipeline:
             self._sweep(now)
         if len(self._refs) > self.cfg.pipeline.max_devices:
             self._evict(now, wall, out)
+
+    def _schedule(self, device: str, now: float) -> None:
+        """When the device must next be looked at without news (nothing: it is in no zone
+        and about to enter none). One live entry per device: a later time than the one queued
+        waits for that one (a look too many changes nothing)."""
+        st = self.presence.states.get(device)
+        if st is None or (st.zone is None and st.pending is None):
+            return
+        p = self.cfg.presence
+        at = self.table.expires_at(device, now)
+        if self.fusion is not None:
+            pos = self.fusion.position(device)
+            if pos is not None:
+                at = min(at, pos.t + self.cfg.proximity.gone_after_s)
+        if st.zone is not None:
+            at = min(at, st.last_update + p.update_interval_s)
+        if st.pending != st.zone:
+            held = p.min_dwell_s if st.pending is not None else p.exit_debounce_s
+            at = min(at, st.pending_since + held)
+        at = max(at, math.nextafter(now, math.inf))  # due now: the next tick
+        queued = self._wake.get(device)
+        if queued is None or at < queued:
+            self._wake[device] = at
+            heapq.heappush(self._timers, (at, device))
+
+    def _due(self, now: float, touched: dict[str, None]) -> set[str]:
+        """The devices whose timers expire by ``now`` and that had no news this tick."""
+        due: set[str] = set()
+        timers, wake = self._timers, self._wake
+        while timers and timers[0][0] <= now:
+            at, device = heapq.heappop(timers)
+            if wake.get(device) != at:
+                continue  # superseded by an earlier one
+            del wake[device]
+            if device in touched:
+                self._schedule(device, now)
+            elif device in self.presence.states:
+                due.add(device)
+        return due
 
     def _position(self, device: str, now: float) -> Position | None:
         """A device's fused position, unless it is older than ``gone_after_s``."""
@@ -322,6 +373,7 @@ class Pipeline:
         self.presence.drop(device, now)
         self.sensors.forget(device)
         del self._refs[device]
+        self._wake.pop(device, None)
 
     def close_all(self, now: float, wall: float, out: list[ContextEvent]) -> None:
         """Every device leaves (``exit`` from its zone) and is forgotten, and moments and
@@ -338,6 +390,7 @@ class Pipeline:
         """Take over ``old``'s tracked devices (a reload that kept their tracking)."""
         self._refs = old._refs
         self._next_sweep = old._next_sweep
+        self._timers, self._wake = old._timers, old._wake
         self.fused = old.fused
 
     def _new_key_day(self, now: float, wall: float, out: list[ContextEvent]) -> None:
@@ -357,6 +410,7 @@ class Pipeline:
             self.feed.forget(device)
         self.sensors.erase(device)
         self._refs.pop(device, None)
+        self._wake.pop(device, None)
 
     def erase(self, devices: set[str]) -> int:
         """Forget everything tracked about these wire ids; how many were known."""

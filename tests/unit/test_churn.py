@@ -5,6 +5,7 @@ memory stays flat (the soak reports the slope)."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,10 +84,9 @@ def _rss_mb() -> float:
 @pytest.mark.soak
 def test_memory_is_flat_through_three_hours_of_churn(write_config: Callable[[str], Path]) -> None:
     """`make soak`: 3 simulated hours, 50 000 addresses an hour, each heard every 20 s (about
-    13 000 at once), the default cap, ticks of 1 s (the zone machine visits every device in a
-    zone each tick: issue 21's cost model): RSS sampled every simulated 5 minutes; the slope
+    13 000 at once), the default cap and tick: RSS sampled every simulated 5 minutes; the slope
     over the last two hours."""
-    p = Pipeline(load_config(write_config(CONFIG), {"pipeline.tick_s": 1.0}))
+    p = Pipeline(load_config(write_config(CONFIG)))
     cap = p.cfg.pipeline.max_devices
     samples: list[tuple[float, float]] = []
     most = 0
@@ -124,3 +124,46 @@ def test_the_resolution_cache_is_bounded_and_keeps_what_is_used() -> None:
     cache.drop_if(lambda v: v < 0)
     with pytest.raises(KeyError):
         cache["kept"]
+
+
+def test_devices_without_news_are_looked_at_only_when_a_timer_expires(
+    write_config: Callable[[str], Path],
+) -> None:
+    """200 carts in a zone, then silence: no tick looks at them until a timer of theirs (an
+    update due, their receiver ageing out) expires — then each leaves on time."""
+    from edge_agent.models import IBeaconFrame
+    from firmware_sim.encoders import encode_ibeacon
+    from tests.support.ticks import run_ticks
+    from tests.unit.test_pipeline import UUID
+
+    p = Pipeline(load_config(write_config(CONFIG)))
+    frames = [encode_ibeacon(IBeaconFrame(UUID, 1, 100 + c, -59)) for c in range(200)]
+    heard = [
+        Advert(
+            f"C1:00:00:00:02:{c:02X}",
+            -62,
+            t,
+            1.7e9 + t,
+            "rx-a",
+            "random",
+            manufacturer_data={0x004C: frames[c]},
+        )
+        for t in (i * 1.0 for i in range(10))
+        for c in range(200)
+    ]
+    looked: list[float] = []
+    evaluate = p.presence.evaluate
+
+    def counting(*args, **kw):  # type: ignore[no-untyped-def]
+        looked.append(args[2])
+        return evaluate(*args, **kw)
+
+    p.presence.evaluate = counting  # type: ignore[method-assign]
+    events = run_ticks(p, heard, 40.0)
+    # after the last adverts (9 s): looked at only when updates fall due (entered at 2.1 s:
+    # 12.1 and 22.1 s) and when the receiver ages out (9 + 15 = 24 s), 200 each time
+    after = Counter(round(t, 1) for t in looked if t > 10.05)
+    assert set(after) <= {12.1, 22.1, 24.0, 24.1}, after
+    assert after[12.1] == after[22.1] == 200
+    exits = [e for e in events if e.type == "exit"]
+    assert len(exits) == 200 and all(24.0 <= e.wall - 1.7e9 <= 24.2 for e in exits)
