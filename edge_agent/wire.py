@@ -10,7 +10,6 @@ integration tests validate every message the broker delivers against the shipped
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator
 from pydantic_core import PydanticUndefined, to_json
 
 from edge_agent.contract import EVENT_MODELS, _as_rfc3339, rfc3339
-from edge_agent.models import ContextEvent
+from edge_agent.models import ContextEvent, body_fields
 
 _ENVELOPE = ("v", "id", "seq", "ts", "type")
 _MISSING = object()
@@ -82,6 +81,6 @@ def checked_event_payload(gateway: str, seq: int, ev: ContextEvent) -> bytes:
         "seq": seq,
         "ts": rfc3339(ev.wall),
         "type": ev.type,
-        **asdict(ev.body),
+        **body_fields(ev.body),
     }
     return EVENT_MODELS[ev.type].model_validate(data).model_dump_json().encode()
