@@ -27,7 +27,7 @@ from edge_agent.ids import looks_secret
 from edge_agent.models import DeviceClass
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime import remote_config
-from edge_agent.runtime.commands import Command, CommandChannel, Handler
+from edge_agent.runtime.commands import Command, CommandChannel, Handler, ResultState
 from edge_agent.runtime.consent import add_consent, revoke_consent
 from edge_agent.runtime.health import Reporter
 from edge_agent.runtime.notify import sd_notify
@@ -313,16 +313,16 @@ class Operations:
             trial.command, "rolled_back", {"reason": problem, "hash": agent.reporter.config_hash}
         )
 
-    def _report(self, prob: Probation, state: str, reason: str) -> None:
+    def _report(self, prob: Probation, state: ResultState, reason: str) -> None:
         corr = bytes.fromhex(prob.correlation) if prob.correlation else None
         reply_to = prob.reply_to or ""
         command = Command("set-config", prob.request, {}, reply_to, corr)
         result = {"reason": reason, "hash": self.agent.reporter.config_hash}
         self._result(command, state, result)
 
-    def _result(self, command: Command, state: str, result: dict[str, Any]) -> None:
+    def _result(self, command: Command, state: ResultState, result: dict[str, Any]) -> None:
         if self.channel is not None and command.reply_to:
-            self.channel.result(command, state, result)  # type: ignore[arg-type]
+            self.channel.result(command, state, result)
 
 
 def _text(args: dict[str, Any], key: str) -> str:
