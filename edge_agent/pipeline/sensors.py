@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from edge_agent import topics
@@ -68,6 +69,8 @@ class _Beacon:
     tx_power: int | None = None
     next_report: float = 0.0
     missing: bool = False
+    order: int = 0
+    """When it was first heard among the beacons (reports of one tick go out in this order)."""
 
 
 class SensorTracker:
@@ -77,6 +80,11 @@ class SensorTracker:
         self._cfg = cfg.sensors
         self._readings: dict[str, _Reading] = {}
         self._beacons: dict[str, _Beacon] = {}
+        self._made = 0
+        self._timers: list[tuple[float, str]] = []
+        """When each beacon must next be looked at: (time, id), a heap."""
+        self._queued: dict[str, float] = {}
+        """Each beacon's live entry in ``_timers``."""
 
     def _changed(self, new: Values, old: Values) -> bool:
         if new.keys() != old.keys():
@@ -151,7 +159,9 @@ class SensorTracker:
     def _beacon(self, ref: DeviceRef, frame: Frame, now: float) -> None:
         b = self._beacons.get(ref.id)
         if b is None:
-            b = self._beacons[ref.id] = _Beacon(ref, now, now, next_report=now)
+            self._made += 1
+            b = self._beacons[ref.id] = _Beacon(ref, now, now, next_report=now, order=self._made)
+            self._schedule(b)
         if b.frames and abs(now - b.last_seen) < 0.02:
             pass  # the same advertisement heard by another receiver
         else:
@@ -164,13 +174,43 @@ class SensorTracker:
         if tx is not None:
             b.tx_power = tx
 
+    def _schedule(self, b: _Beacon) -> None:
+        """When the beacon must next be looked at: its report falls due, or it goes silent (a
+        time already past: the next tick). One live entry per beacon: a later time waits for
+        the one queued (a look too many changes nothing); news of a beacon only ever moves
+        its times later."""
+        at = b.next_report
+        if not b.missing:
+            at = min(at, b.last_seen + self._cfg.beacon_health_interval_s)
+        queued = self._queued.get(b.ref.id)
+        if queued is None or at < queued:
+            self._queued[b.ref.id] = at
+            heapq.heappush(self._timers, (at, b.ref.id))
+
+    def _due(self, now: float) -> list[_Beacon]:
+        """The beacons whose timers expired by ``now``, in the order they were first heard."""
+        due: list[_Beacon] = []
+        timers, queued = self._timers, self._queued
+        while timers and timers[0][0] <= now:
+            at, device = heapq.heappop(timers)
+            if queued.get(device) != at:
+                continue  # superseded by an earlier one
+            del queued[device]
+            b = self._beacons.get(device)
+            if b is not None:
+                due.append(b)
+        due.sort(key=lambda b: b.order)
+        return due
+
     def beacon_health(self, now: float, wall: float, out: list[ContextEvent]) -> None:
-        """Retained health of each beacon every ``beacon_health_interval_s`` and when it goes."""
+        """Retained health of each beacon every ``beacon_health_interval_s`` and when it goes;
+        a beacon is looked at only when one of those falls due, not every tick."""
         interval = self._cfg.beacon_health_interval_s
-        for b in list(self._beacons.values()):
+        for b in self._due(now):
             silent = now - b.last_seen
             gone = silent > interval
             if now < b.next_report and not (gone and not b.missing):
+                self._schedule(b)
                 continue
             b.missing = gone
             b.next_report = now + interval
@@ -198,6 +238,7 @@ class SensorTracker:
             )
             b.first_seen = b.last_seen
             b.frames = 1 if not gone else 0
+            self._schedule(b)
 
     def forget(self, device: str) -> None:
         """Drop the last reading kept for a device (beacon health keeps registered beacons)."""
@@ -207,3 +248,4 @@ class SensorTracker:
         """Drop everything kept about a device, beacon health included (erasure, revocation)."""
         self._readings.pop(device, None)
         self._beacons.pop(device, None)
+        self._queued.pop(device, None)

@@ -159,7 +159,18 @@ def test_devices_without_news_are_looked_at_only_when_a_timer_expires(
         return evaluate(*args, **kw)
 
     p.presence.evaluate = counting  # type: ignore[method-assign]
+    due = p.sensors._due
+    beacons_looked: list[tuple[float, int]] = []
+
+    def due_counting(now: float):  # type: ignore[no-untyped-def]
+        found = due(now)
+        beacons_looked.append((now, len(found)))
+        return found
+
+    p.sensors._due = due_counting  # type: ignore[method-assign]
     events = run_ticks(p, heard, 40.0)
+    # beacon health: each cart reported when first heard, then nothing is due for 600 s
+    assert sum(n for t, n in beacons_looked if t > 1.05) == 0
     # after the last adverts (9 s): looked at only when updates fall due (entered at 2.1 s:
     # 12.1 and 22.1 s) and when the receiver ages out (9 + 15 = 24 s), 200 each time
     after = Counter(round(t, 1) for t in looked if t > 10.05)
