@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from edge_agent import topics
@@ -20,6 +19,7 @@ from edge_agent.models import (
 )
 from edge_agent.pipeline.identity import DeviceRef
 from edge_agent.pipeline.proximity import tx_power_1m
+from edge_agent.pipeline.timers import Timers
 
 Values = dict[str, tuple[float | int | bool | str, str | None]]
 
@@ -81,10 +81,8 @@ class SensorTracker:
         self._readings: dict[str, _Reading] = {}
         self._beacons: dict[str, _Beacon] = {}
         self._made = 0
-        self._timers: list[tuple[float, str]] = []
-        """When each beacon must next be looked at: (time, id), a heap."""
-        self._queued: dict[str, float] = {}
-        """Each beacon's live entry in ``_timers``."""
+        self._timers = Timers()
+        """When each beacon must next be looked at."""
 
     def _changed(self, new: Values, old: Values) -> bool:
         if new.keys() != old.keys():
@@ -176,29 +174,16 @@ class SensorTracker:
 
     def _schedule(self, b: _Beacon) -> None:
         """When the beacon must next be looked at: its report falls due, or it goes silent (a
-        time already past: the next tick). One live entry per beacon: a later time waits for
-        the one queued (a look too many changes nothing); news of a beacon only ever moves
-        its times later."""
+        time already past: the next tick). News of a beacon only ever moves its times later."""
         at = b.next_report
         if not b.missing:
             at = min(at, b.last_seen + self._cfg.beacon_health_interval_s)
-        queued = self._queued.get(b.ref.id)
-        if queued is None or at < queued:
-            self._queued[b.ref.id] = at
-            heapq.heappush(self._timers, (at, b.ref.id))
+        self._timers.schedule(b.ref.id, at)
 
     def _due(self, now: float) -> list[_Beacon]:
         """The beacons whose timers expired by ``now``, in the order they were first heard."""
-        due: list[_Beacon] = []
-        timers, queued = self._timers, self._queued
-        while timers and timers[0][0] <= now:
-            at, device = heapq.heappop(timers)
-            if queued.get(device) != at:
-                continue  # superseded by an earlier one
-            del queued[device]
-            b = self._beacons.get(device)
-            if b is not None:
-                due.append(b)
+        beacons = self._beacons
+        due = [beacons[k] for k in self._timers.due(now) if k in beacons]
         due.sort(key=lambda b: b.order)
         return due
 
@@ -248,4 +233,4 @@ class SensorTracker:
         """Drop everything kept about a device, beacon health included (erasure, revocation)."""
         self._readings.pop(device, None)
         self._beacons.pop(device, None)
-        self._queued.pop(device, None)
+        self._timers.cancel(device)

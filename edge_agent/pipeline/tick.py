@@ -33,6 +33,7 @@ from edge_agent.pipeline.kernels import valid_rssi
 from edge_agent.pipeline.moments import MomentEngine
 from edge_agent.pipeline.proximity import DeviceTable, stated_tx
 from edge_agent.pipeline.sensors import SensorTracker, frame_measurements
+from edge_agent.pipeline.timers import Timers
 from edge_agent.pipeline.zones import PresenceEngine
 
 T = TypeVar("T")
@@ -164,10 +165,8 @@ class Pipeline:
         self.stats = PipelineStats()
         self._refs: dict[str, DeviceRef] = {}
         self._forget_after = max(cfg.proximity.gone_after_s * 4, 60.0)
-        self._timers: list[tuple[float, str]] = []
-        """When devices without news must be looked at: (time, device), a heap."""
-        self._wake: dict[str, float] = {}
-        """Each device's live entry in ``_timers``."""
+        self._timers = Timers()
+        """When devices without news must be looked at."""
         self._next_sweep = 0.0
         self.fused: list[str] = []
         """The devices fusion placed anew in the latest tick."""
@@ -291,8 +290,7 @@ class Pipeline:
 
     def _schedule(self, device: str, now: float) -> None:
         """When the device must next be looked at without news (nothing: it is in no zone
-        and about to enter none). One live entry per device: a later time than the one queued
-        waits for that one (a look too many changes nothing)."""
+        and about to enter none)."""
         st = self.presence.states.get(device)
         if st is None or (st.zone is None and st.pending is None):
             return
@@ -307,21 +305,12 @@ class Pipeline:
         if st.pending != st.zone:
             held = p.min_dwell_s if st.pending is not None else p.exit_debounce_s
             at = min(at, st.pending_since + held)
-        at = max(at, math.nextafter(now, math.inf))  # due now: the next tick
-        queued = self._wake.get(device)
-        if queued is None or at < queued:
-            self._wake[device] = at
-            heapq.heappush(self._timers, (at, device))
+        self._timers.schedule(device, max(at, math.nextafter(now, math.inf)))  # now: next tick
 
     def _due(self, now: float, touched: dict[str, None]) -> set[str]:
         """The devices whose timers expire by ``now`` and that had no news this tick."""
         due: set[str] = set()
-        timers, wake = self._timers, self._wake
-        while timers and timers[0][0] <= now:
-            at, device = heapq.heappop(timers)
-            if wake.get(device) != at:
-                continue  # superseded by an earlier one
-            del wake[device]
+        for device in self._timers.due(now):
             if device in touched:
                 self._schedule(device, now)
             elif device in self.presence.states:
@@ -373,7 +362,7 @@ class Pipeline:
         self.presence.drop(device, now)
         self.sensors.forget(device)
         del self._refs[device]
-        self._wake.pop(device, None)
+        self._timers.cancel(device)
 
     def close_all(self, now: float, wall: float, out: list[ContextEvent]) -> None:
         """Every device leaves (``exit`` from its zone) and is forgotten, and moments and
@@ -390,7 +379,7 @@ class Pipeline:
         """Take over ``old``'s tracked devices (a reload that kept their tracking)."""
         self._refs = old._refs
         self._next_sweep = old._next_sweep
-        self._timers, self._wake = old._timers, old._wake
+        self._timers = old._timers
         self.fused = old.fused
 
     def _new_key_day(self, now: float, wall: float, out: list[ContextEvent]) -> None:
@@ -410,7 +399,7 @@ class Pipeline:
             self.feed.forget(device)
         self.sensors.erase(device)
         self._refs.pop(device, None)
-        self._wake.pop(device, None)
+        self._timers.cancel(device)
 
     def erase(self, devices: set[str]) -> int:
         """Forget everything tracked about these wire ids; how many were known."""
