@@ -88,9 +88,18 @@ test: setup lint typecheck unit
 soak: setup
 	$(BIN)/pytest -q -m soak $(PYTEST_ARGS)
 
+# The peer measured beside the agent, in a venv of its own (its pins are its own); without it
+# (no network) its rows say "not measured".
+THEENGS_VERSION := 1.8.0
+THEENGS := .cache/bench/theengs
+
 bench: setup
 	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[test,bench]'
+	@test -x $(THEENGS)/bin/TheengsGateway || { $(PYTHON) -m venv $(THEENGS) && \
+	  PYTHONWARNINGS=ignore $(THEENGS)/bin/pip install -q TheengsGateway==$(THEENGS_VERSION); } || \
+	  echo "Theengs Gateway could not be installed: the bench goes on without it"
 	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
+	$(BIN)/python -m tests.bench.report
 
 # On a gateway (Debian / Raspberry Pi OS), as root:  make install
 # Into another root (packaging, tests):             make install DESTDIR=/tmp/root

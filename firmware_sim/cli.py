@@ -8,6 +8,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.runtime.sources.replay import advert_to_json
@@ -39,7 +40,7 @@ def cmd_bluez(args: argparse.Namespace) -> int:
     """Serve a scenario as a virtual BlueZ until SIGTERM/SIGINT."""
     from firmware_sim.bluez import VirtualBlueZ
     from firmware_sim.dbus import PrivateBus
-    from firmware_sim.serve import serve
+    from firmware_sim.serve import Flood, serve
 
     adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
     bad = [a for a in adapters if not a.startswith("hci") or not a[3:].isdigit()]
@@ -48,6 +49,9 @@ def cmd_bluez(args: argparse.Namespace) -> int:
         return 2
     if not args.scenario and not args.flood:
         print("error: --scenario is required (or --flood N)", file=sys.stderr)
+        return 2
+    if not 0 <= args.flood_sensors <= args.flood or args.flood_rate < 0:
+        print("error: --flood-sensors: 0..N sensors, --flood-rate: ≥ 0", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     with contextlib.ExitStack() as stack:
@@ -69,7 +73,15 @@ def cmd_bluez(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
                 monitor=not args.no_monitor,
                 on_ready=ready,
-                flood_devices=args.flood,
+                flood_spec=Flood(
+                    args.flood,
+                    args.flood_rate,
+                    args.flood_sensors,
+                    Path(args.flood_probes) if args.flood_probes else None,
+                    args.seed or 0,
+                )
+                if args.flood
+                else None,
                 receivers=[r.strip() for r in (args.receivers or "").split(",") if r.strip()],
                 start_at=args.start_at,
             )
@@ -104,7 +116,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         metavar="N",
-        help="instead of a scenario: N beacons, every adapter, as fast as possible (benchmarks)",
+        help="instead of a scenario: N advertisers in turn on every adapter (benchmarks)",
+    )
+    p.add_argument(
+        "--flood-rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="adverts per second of the flood (default: as fast as possible)",
+    )
+    p.add_argument(
+        "--flood-sensors",
+        type=int,
+        default=0,
+        metavar="S",
+        help="of the flood's N advertisers, S are BTHome sensors whose temperature changes",
+    )
+    p.add_argument(
+        "--flood-probes",
+        metavar="FILE",
+        help="append 'sensor counter wall' per sensor advert delivered (latency probes)",
     )
     p.add_argument(
         "--bus",

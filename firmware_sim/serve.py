@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.errors import ScenarioError
-from edge_agent.models import Advert, IBeaconFrame
+from edge_agent.models import Advert, BTHomeFrame, IBeaconFrame, Measurement
+from edge_agent.pipeline.decoders.bthome import BTHOME_UUID
 from edge_agent.pipeline.decoders.ibeacon import APPLE_COMPANY_ID
 from firmware_sim.bluez import VirtualBlueZ
-from firmware_sim.encoders import encode_ibeacon
+from firmware_sim.encoders import encode_bthome, encode_ibeacon
 from firmware_sim.store import StoreSim, load_scenario, simulate
 
 
@@ -67,26 +70,89 @@ async def serve_store(
         await asyncio.sleep(0)
 
 
-async def flood(bluez: VirtualBlueZ, devices: int, duration_s: float | None = None) -> None:
-    """Benchmarks: ``devices`` iBeacons whose RSSI changes on every advert, delivered to every
-    adapter as fast as one Python process can emit them."""
-    uuid = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
-    payloads = [
-        {APPLE_COMPANY_ID: encode_ibeacon(IBeaconFrame(uuid, 1, n, -59))} for n in range(devices)
+@dataclass(slots=True, frozen=True)
+class Flood:
+    """A benchmark stream instead of a scenario: what a busy store's radio looks like to one
+    adapter, without the store."""
+
+    devices: int
+    """Devices advertising, in turn."""
+    rate: float = 0.0
+    """Adverts per second on every adapter; 0 is as fast as one Python process emits them."""
+    sensors: int = 0
+    """Of ``devices``, how many are BTHome sensors whose temperature changes on every advert
+    (the rest are iBeacons of the demo's cart fleet whose RSSI wanders)."""
+    probes: Path | None = None
+    """Where to write ``index counter wall`` for every sensor advert delivered (a sensor's
+    humidity is its index, its temperature ``counter × 0.25 − 50``, so that a subscriber
+    matches what it receives to when it was delivered), and ``= delivered wall`` four times
+    a second."""
+    seed: int = 0
+    """The RSSI walk's seed."""
+
+
+CART_UUID = "2f234454-cf6d-4a0f-adf2-f4911ba9ffa6"
+
+
+def _sensor_frame(index: int, count: int) -> dict[str, bytes]:
+    reading = BTHomeFrame(
+        encrypted=False,
+        trigger_based=False,
+        packet_id=None,
+        measurements=(
+            Measurement("temperature", round((count % 400) * 0.25 - 50.0, 2), "°C", 0x02),
+            Measurement("humidity", float(index), "%", 0x03),
+        ),
+    )
+    return {BTHOME_UUID: encode_bthome(reading)}
+
+
+async def flood(bluez: VirtualBlueZ, spec: Flood, duration_s: float | None = None) -> None:
+    """Benchmarks: ``spec.devices`` advertisers in turn, each advert a property change (a new
+    RSSI; for a sensor, a new temperature too), delivered to every adapter at ``spec.rate``."""
+    rng = random.Random(spec.seed)
+    beacons = spec.devices - spec.sensors
+    payloads: list[dict[int, bytes]] = [
+        {APPLE_COMPANY_ID: encode_ibeacon(IBeaconFrame(CART_UUID, 1, n, -59))}
+        for n in range(beacons)
     ]
-    addresses = [f"C0:00:00:00:{n >> 8:02X}:{n & 0xFF:02X}" for n in range(devices)]
-    end = math.inf if duration_s is None else time.monotonic() + duration_s
+    addresses = [f"C0:00:00:00:{n >> 8:02X}:{n & 0xFF:02X}" for n in range(spec.devices)]
+    level = [rng.uniform(-90.0, -55.0) for _ in range(spec.devices)]
+    rssi = [0] * spec.devices
+    counts = [0] * spec.devices
+    probes = spec.probes.open("a", encoding="utf-8") if spec.probes else None
+    t0 = time.monotonic()
+    end = math.inf if duration_s is None else t0 + duration_s
     k = 0
-    while time.monotonic() < end:
-        for _ in range(200):
-            n = k % devices
-            advert = Advert(
-                addresses[n], -50 - (k // devices) % 30, 0.0, 0.0, "", "random", payloads[n]
-            )
-            for adapter in bluez.adapter_names:
-                bluez.deliver(adapter, advert)
-            k += 1
-        await asyncio.sleep(0)
+    told = t0
+    try:
+        while (now := time.monotonic()) < end:
+            due = int((now - t0) * spec.rate) - k if spec.rate > 0 else 200
+            for _ in range(min(due, 2_000)):
+                n = k % spec.devices
+                level[n] = min(-45.0, max(-100.0, level[n] + rng.gauss(0.0, 1.5)))
+                value = round(level[n] + rng.gauss(0.0, 4.0))
+                rssi[n] = value if value != rssi[n] else value + 1
+                if n < beacons:
+                    advert = Advert(addresses[n], rssi[n], 0.0, 0.0, "", "random", payloads[n])
+                else:
+                    i = n - beacons
+                    counts[n] += 1
+                    svc = _sensor_frame(i, counts[n])
+                    advert = Advert(addresses[n], rssi[n], 0.0, 0.0, "", "public", {}, svc)
+                    if probes is not None:
+                        probes.write(f"{i} {counts[n] % 400} {time.time():.6f}\n")
+                for adapter in bluez.adapter_names:
+                    bluez.deliver(adapter, advert)
+                k += 1
+            if probes is not None and now - told >= 0.25:
+                probes.write(f"= {k} {time.time():.6f}\n")  # adverts delivered so far
+                probes.flush()
+                told = now
+            await asyncio.sleep(0.002 if spec.rate > 0 else 0)
+    finally:
+        if probes is not None:
+            probes.close()
 
 
 async def serve(
@@ -99,18 +165,18 @@ async def serve(
     duration_s: float | None = None,
     monitor: bool = True,
     on_ready: Callable[[VirtualBlueZ], None] | None = None,
-    flood_devices: int = 0,
+    flood_spec: Flood | None = None,
     receivers: Sequence[str] = (),
     start_at: float | None = None,
 ) -> None:
-    """Serve a scenario (or a flood of ``flood_devices`` beacons) until SIGTERM/SIGINT (or
+    """Serve a scenario (or a benchmark ``flood_spec``) until SIGTERM/SIGINT (or
     ``duration_s``)."""
     async with VirtualBlueZ(adapters, bus_address=bus_address, monitor=monitor) as bluez:
         if on_ready is not None:
             on_ready(bluez)
         loop = asyncio.get_running_loop()
-        if flood_devices:
-            task = asyncio.create_task(flood(bluez, flood_devices, duration_s))
+        if flood_spec is not None:
+            task = asyncio.create_task(flood(bluez, flood_spec, duration_s))
         else:
             assert scenario is not None
             task = asyncio.create_task(

@@ -146,7 +146,7 @@ class FusionConfig(_Section):
 
     floor: tuple[float, float, float, float] | None = None
     """``[x0, y0, x1, y1]`` of the floor, metres. Default: the zones' extent."""
-    grid_m: float = Field(0.5, ge=0.1, le=5.0)
+    grid_m: float = Field(1.0, ge=0.1, le=5.0)
     """Size of a grid cell, metres (cost and memory grow with the number of cells)."""
     tag_height_m: float = Field(1.2, ge=0, le=10)
     """Height of the tags followed (a cart handle, a pocket, a badge), metres."""

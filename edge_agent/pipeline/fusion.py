@@ -68,8 +68,8 @@ class FusionEngine:
         self._post = np.zeros((capacity, plan.cells), dtype=np.float32)
         self._last_t = np.full(capacity, -math.inf)
         self._positions: dict[str, Position] = {}
-        self._pending: tuple[list[int], list[int], list[float], list[float]] = ([], [], [], [])
-        self._news: set[int] = set()
+        self._pending: dict[int, dict[int, list[float]]] = {}
+        """Evidence since each row's last step: row → receiver → [sum, samples]."""
         cells, n_rx = plan.cells, len(plan.receivers)
         self._ll = np.empty(cells)
         self._tmp = np.empty(cells)
@@ -112,48 +112,30 @@ class FusionEngine:
         if receiver < 0 or not math.isfinite(value):
             return
         row = self._row_of(device)
-        rows, rxs, sums, counts = self._pending
-        rows.append(row)
-        rxs.append(receiver)
-        sums.append(value * count)
-        counts.append(count)
-        self._news.add(row)
+        acc = self._pending.setdefault(row, {}).setdefault(receiver, [0.0, 0.0])
+        acc[0] += value * count
+        acc[1] += count
 
     def step(self, now: float, every: bool = False) -> list[str]:
         """Update every device that has news and whose last update is at least ``step_s``
         old (``every``: every device that has news); the devices updated (their
         ``position`` is new)."""
-        if not self._news:
+        if not self._pending:
             return []
         horizon = math.inf if every else now - self.cfg.step_s + 1e-9
-        due = sorted(r for r in self._news if self._last_t[r] <= horizon)
+        last_t = self._last_t
+        due = sorted(r for r in self._pending if last_t[r] <= horizon)
         if not due:
             return []
-        rows_l, rxs_l, sums_l, counts_l = self._pending
-        rows = np.asarray(rows_l, dtype=np.int64)
-        rxs = np.asarray(rxs_l, dtype=np.int64)
-        sums = np.asarray(sums_l, dtype=np.float64)
-        counts = np.asarray(counts_l, dtype=np.float64)
-        is_due = np.zeros(len(self._last_t), dtype=bool)
-        is_due[due] = True
-        now_mask = is_due[rows]
-        keep = ~now_mask
-        self._pending = (
-            rows[keep].tolist(),
-            rxs[keep].tolist(),
-            sums[keep].tolist(),
-            counts[keep].tolist(),
-        )
-        self._news.difference_update(due)
-        n_rx = max(len(self.plan.receivers), 1)
-        key = rows[now_mask] * n_rx + rxs[now_mask]
-        pairs, inverse = np.unique(key, return_inverse=True)
-        total = np.bincount(inverse, weights=sums[now_mask], minlength=len(pairs))
-        number = np.bincount(inverse, weights=counts[now_mask], minlength=len(pairs))
-        pair_row = pairs // n_rx
-        rows_run, first = np.unique(pair_row, return_index=True)
-        starts = np.append(first, len(pairs)).astype(np.int64)
-        dt = now - self._last_t[rows_run]
+        starts_l, rx_l, z_l = [0], [], []
+        for row in due:
+            for rx, (total, number) in sorted(self._pending.pop(row).items()):
+                rx_l.append(rx)
+                z_l.append(total / number)
+            starts_l.append(len(rx_l))
+        rows_run = np.array(due, dtype=np.int64)
+        starts = np.array(starts_l, dtype=np.int64)
+        dt = now - last_t[rows_run]
         m, plan, cfg = len(rows_run), self.plan, self.cfg
         out_pos = np.empty((m, 3))
         out_near = np.empty(m, dtype=np.int64)
@@ -162,11 +144,11 @@ class FusionEngine:
             self._post,
             plan.nx,
             plan.ny,
-            rows_run.astype(np.int64),
+            rows_run,
             dt,
             starts,
-            (pairs % n_rx).astype(np.int64),
-            total / number,
+            np.array(rx_l, dtype=np.int64),
+            np.array(z_l, dtype=np.float64),
             plan.gain,
             cfg.speed_mps / plan.cell_m,
             cfg.sigma_db,
@@ -189,19 +171,14 @@ class FusionEngine:
         self._last_t[rows_run] = now
         self.steps += m
         updated = []
-        receivers = plan.receivers
-        for k, row in enumerate(rows_run.tolist()):
-            device = self._device[row]
+        receivers, devices, positions = plan.receivers, self._device, self._positions
+        for k, (row, (x, y, err), near, zones) in enumerate(
+            zip(due, out_pos.tolist(), out_near.tolist(), out_zone.tolist(), strict=True)
+        ):
+            device = devices[row]
             assert device is not None
-            self._positions[device] = Position(
-                device,
-                now,
-                float(out_pos[k, 0]),
-                float(out_pos[k, 1]),
-                float(out_pos[k, 2]),
-                receivers[int(out_near[k])],
-                tuple(float(v) for v in out_zone[k]),
-                int(starts[k + 1] - starts[k]),
+            positions[device] = Position(
+                device, now, x, y, err, receivers[near], tuple(zones), starts_l[k + 1] - starts_l[k]
             )
             updated.append(device)
         return updated
@@ -230,13 +207,4 @@ class FusionEngine:
             return
         self._device[row] = None
         self._free.append(row)
-        self._news.discard(row)
-        rows, rxs, sums, counts = self._pending
-        if row in rows:
-            keep = [i for i, r in enumerate(rows) if r != row]
-            self._pending = (
-                [rows[i] for i in keep],
-                [rxs[i] for i in keep],
-                [sums[i] for i in keep],
-                [counts[i] for i in keep],
-            )
+        self._pending.pop(row, None)

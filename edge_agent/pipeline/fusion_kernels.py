@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from edge_agent.pipeline.kernels import FASTMATH
+from edge_agent.pipeline.kernels import FASTMATH, exp_neg
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -38,33 +38,6 @@ I64 = npt.NDArray[np.int64]
 FLOOR_SHARE = 1e-3
 """Share of probability spread evenly over the floor at every step (recovery from a wrong
 lock: a device is never ruled out anywhere)."""
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _blur_line(
-    src: F64, dst: F64, start: int, stride: int, n: int, w: F64, r: int, wsum: float, buf: F64
-) -> None:
-    """Spread one line of cells (``n`` cells from ``start`` every ``stride``) by the kernel
-    ``w`` (radius ``r``, weights summing to ``wsum``); each cell's mass is shared among the
-    neighbours inside the floor only, so none leaks out at the walls."""
-    inv = 1.0 / wsum
-    for i in range(n):
-        buf[i + r] = src[start + i * stride] * inv  # the whole kernel inside: the interior
-    for i in range(min(r, n)):  # near the walls, only the part of the kernel inside counts
-        for j in (i, n - 1 - i):
-            total = 0.0
-            for k in range(max(-r, -j), min(r, n - 1 - j) + 1):
-                total += w[k + r]
-            buf[j + r] = src[start + j * stride] / total
-    for i in range(r):  # zero padding beyond the walls
-        buf[i] = 0.0
-        buf[n + r + i] = 0.0
-    width = 2 * r + 1
-    for i in range(n):
-        acc = 0.0
-        for k in range(width):
-            acc += w[k] * buf[i + k]
-        dst[start + i * stride] = acc
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -93,6 +66,36 @@ def _blur_rows(a: F64, nx: int, ny: int, w: F64, r: int, wsum: float, buf: F64) 
             src = (i + k) * ny
             for j in range(ny):
                 a[out + j] += wk * buf[src + j]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _blur_cols(a: F64, nx: int, ny: int, w: F64, r: int, wsum: float, buf: F64) -> None:
+    """The same along y, inside every row of ``ny`` cells: each row is copied, scaled, into a
+    zero-padded line of ``buf``, so that the kernel's taps run over contiguous memory."""
+    width = ny + 2 * r
+    scale = np.empty(ny)
+    for j in range(ny):  # near a wall only the part of the kernel inside counts
+        total = wsum
+        if j < r or j >= ny - r:
+            total = 0.0
+            for k in range(max(-r, -j), min(r, ny - 1 - j) + 1):
+                total += w[k + r]
+        scale[j] = 1.0 / total
+    for i in range(nx):
+        base, src = i * width, i * ny
+        for j in range(r):
+            buf[base + j] = 0.0
+            buf[base + r + ny + j] = 0.0
+        for j in range(ny):
+            buf[base + r + j] = a[src + j] * scale[j]
+    for i in range(nx):
+        out, base = i * ny, i * width
+        for j in range(ny):
+            a[out + j] = 0.0
+        for k in range(2 * r + 1):
+            wk = w[k]
+            for j in range(ny):
+                a[out + j] += wk * buf[base + k + j]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -136,8 +139,7 @@ def fuse_batch(
     strong2 = cap_strong * cap_strong
     n_zones = len(zone_starts) - 1
     w = np.empty(2 * max_radius + 1)
-    buf = np.empty(max(nx, ny) + 2 * max_radius)
-    rows_buf = np.empty((nx + 2 * max_radius) * ny)
+    rows_buf = np.empty(max((nx + 2 * max_radius) * ny, nx * (ny + 2 * max_radius)))
     for m in range(len(rows)):
         p = post[rows[m]]
         fresh = not (dt[m] >= 0.0) or 3.0 * spread * math.sqrt(dt[m]) > max_radius
@@ -155,8 +157,7 @@ def fuse_batch(
                     w[k + r] = math.exp(-0.5 * (k / s_cells) ** 2)
                     wsum += w[k + r]
                 _blur_rows(tmp, nx, ny, w, r, wsum, rows_buf)  # along x, a row at a time
-                for i in range(nx):  # along y: contiguous
-                    _blur_line(tmp, tmp, i * ny, 1, ny, w, r, wsum, buf)
+                _blur_cols(tmp, nx, ny, w, r, wsum, rows_buf)  # along y, inside each row
             floor = FLOOR_SHARE / cells
             for c in range(cells):
                 tmp[c] = (1.0 - FLOOR_SHARE) * tmp[c] + floor
@@ -176,13 +177,11 @@ def fuse_batch(
                 top = ll[c]
         total = 0.0
         for c in range(cells):
-            v = tmp[c] * math.exp(weight * (ll[c] - top))
+            v = tmp[c] * exp_neg(weight * (top - ll[c]))
             tmp[c] = v
             total += v
         inv = 1.0 / total
         sx = sy = sxx = syy = 0.0
-        for c in range(len(near_mass)):
-            near_mass[c] = 0.0
         for c in range(cells):
             v = tmp[c] * inv
             p[c] = v
@@ -190,7 +189,10 @@ def fuse_batch(
             sy += v * cy[c]
             sxx += v * cx[c] * cx[c]
             syy += v * cy[c] * cy[c]
-            near_mass[owner[c]] += v
+        for c in range(len(near_mass)):
+            near_mass[c] = 0.0
+        for c in range(cells):
+            near_mass[owner[c]] += p[c]
         out_pos[m, 0] = sx
         out_pos[m, 1] = sy
         out_pos[m, 2] = math.sqrt(max(sxx - sx * sx, 0.0) + max(syy - sy * sy, 0.0))

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from edge_agent.config import AgentConfig
@@ -40,6 +39,7 @@ from edge_agent.models import (
     IBeaconFrame,
     RuuviFrame,
 )
+from edge_agent.pipeline.recent import Recent
 
 CACHE_GENERATION = 32_768
 """Resolutions kept per generation (``Recent``): well above the addresses a busy store hears
@@ -124,50 +124,6 @@ class DeviceRef:
     """Named by the consent list (a shopper who agreed), not by the configuration."""
 
 
-V = TypeVar("V")
-
-
-class Recent(Generic[V]):
-    """A map that keeps what was used lately, bounded whatever is put in it: two generations of
-    at most ``size`` entries; a hit in the older moves to the younger; when the younger is
-    full it becomes the older and the older is dropped. Memory follows the devices heard in
-    the last generation or two (address churn), never every address ever heard."""
-
-    __slots__ = ("_old", "_size", "_young")
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._young: dict[str, V] = {}
-        self._old: dict[str, V] = {}
-
-    def __getitem__(self, key: str) -> V:
-        try:
-            return self._young[key]
-        except KeyError:
-            value = self._old.pop(key)  # KeyError: not known
-            self[key] = value
-            return value
-
-    def __setitem__(self, key: str, value: V) -> None:
-        if len(self._young) >= self._size:
-            self._old, self._young = self._young, {}
-        self._young[key] = value
-
-    def __len__(self) -> int:
-        return len(self._young) + len(self._old)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._young.clear()
-        self._old.clear()
-
-    def drop_if(self, doomed: Callable[[V], bool]) -> None:
-        """Forget every entry whose value is ``doomed``."""
-        for gen in (self._young, self._old):
-            for key in [k for k, v in gen.items() if doomed(v)]:
-                del gen[key]
-
-
 @dataclass(slots=True)
 class IdentityStats:
     """Counters of the identity stage (``health.privacy``)."""
@@ -235,8 +191,8 @@ class Identity:
         self._fleets = {f.ibeacon_uuid: f for f in cfg.fleets}
         self._by_address: dict[str, DeviceRef] = {}
         self._by_beacon: dict[str, DeviceRef] = {}
-        self._cache: Recent[DeviceRef | None] = Recent(CACHE_GENERATION)
-        self._address_links: Recent[DeviceRef] = Recent(CACHE_GENERATION)
+        self._cache: Recent[str, DeviceRef | None] = Recent(CACHE_GENERATION)
+        self._address_links: Recent[str, DeviceRef] = Recent(CACHE_GENERATION)
         self.stats = IdentityStats()
         self.set_consents(consents or [])
 

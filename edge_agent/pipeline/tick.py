@@ -25,7 +25,7 @@ from edge_agent.models import (
 from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.aggregates import AggregateEngine
 from edge_agent.pipeline.chatter import Chatter
-from edge_agent.pipeline.decoders import BindKeys, DecodeStats, decode_advert
+from edge_agent.pipeline.decoders import BindKeys, DecodeStats, FrameCache, decode_advert
 from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import DeviceRef, Identity
@@ -160,6 +160,7 @@ class Pipeline:
         self.aggregates = AggregateEngine(cfg)
         """Anonymous journey figures per interval."""
         self.decode_stats = DecodeStats()
+        self.frame_cache = FrameCache()
         self.chatter = Chatter(cfg.pipeline.drop)
         """Advertisers dropped before any work (counted in ``decode_stats.dropped``)."""
         self.stats = PipelineStats()
@@ -213,6 +214,7 @@ class Pipeline:
         feed = self.feed
         default_tx = self.cfg.proximity.tx_power_1m_dbm
         chatter = self.chatter if self.chatter else None
+        frame_cache = self.frame_cache
         for adv in adverts:
             if chatter is not None and (rule := chatter.match(adv)) is not None:
                 dstats.dropped[rule] += 1
@@ -220,7 +222,7 @@ class Pipeline:
             if not valid_rssi(adv.rssi):
                 self.stats.rejected_rssi += 1
                 continue
-            frames = decode_advert(adv, dstats, keys)
+            frames = decode_advert(adv, dstats, keys, frame_cache)
             ref = identity.resolve(adv, frames)
             if ref is None:  # policy: ignore
                 continue

@@ -6,7 +6,6 @@ import asyncio
 import math
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -19,15 +18,25 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge_agent.config import load_config
-from edge_agent.models import Advert, ContextEvent, IBeaconFrame
+from edge_agent.models import (
+    Advert,
+    BTHomeFrame,
+    ContextEvent,
+    IBeaconFrame,
+    Measurement,
+    RuuviFrame,
+)
 from edge_agent.pipeline import kernels
-from edge_agent.pipeline.decoders import DecodeStats, decode_advert
+from edge_agent.pipeline.decoders import DecodeStats, FrameCache, decode_advert
+from edge_agent.pipeline.decoders.bthome import BTHOME_UUID
 from edge_agent.pipeline.tick import Pipeline
 from edge_agent.runtime.outbox import Outbox
 from edge_agent.runtime.publisher import Publisher
 from edge_agent.tools.mosquitto import LocalMosquitto
-from firmware_sim.encoders import encode_ibeacon
+from firmware_sim.encoders import encode_bthome, encode_ibeacon, encode_ruuvi
+from firmware_sim.serve import CART_UUID
 from firmware_sim.store import StoreSim, load_scenario
+from tests.bench.report import record
 from tests.support.configs import MINIMAL
 from tests.support.events import presence_event
 from tests.support.paths import CONFIG_DIR
@@ -55,28 +64,110 @@ def _samples(
     return s, t, rng.normal(-70, 6, n)
 
 
-def test_bench_decode_against_plain_struct() -> None:
-    data = encode_ibeacon(IBeaconFrame("2f234454-cf6d-4a0f-adf2-f4911ba9ffa6", 1, 7, -59))
-    adverts = [
-        Advert("C1:00:00:00:00:07", -60, 0.0, 0.0, "hci0", manufacturer_data={0x004C: data})
-        for _ in range(50_000)
-    ]
-    unpack = struct.Struct(">2s16sHHb").unpack
+def _store_payloads(n: int) -> list[Advert]:
+    """A store's mix, in turn: 180 cart iBeacons (the same bytes every time), 20 BTHome
+    thermometers and 10 RuuviTags whose readings change on every advert."""
+    out = []
+    for k in range(n):
+        d = k % 210
+        address = f"C1:00:00:00:{d >> 8:02X}:{d & 255:02X}"
+        if d < 180:
+            mfr = {0x004C: encode_ibeacon(IBeaconFrame(CART_UUID, 1, d, -59))}
+            out.append(Advert(address, -60, 0.0, 0.0, "hci0", "random", mfr))
+        elif d < 200:
+            reading = BTHomeFrame(False, False, k // 210 % 256, (
+                Measurement("temperature", round(4 + (k // 210 % 50) * 0.1, 2), "°C", 0x02),
+                Measurement("humidity", 50.0, "%", 0x03),
+            ))  # fmt: skip
+            svc = {BTHOME_UUID: encode_bthome(reading)}
+            out.append(Advert(address, -60, 0.0, 0.0, "hci0", "public", {}, svc))
+        else:
+            frame = RuuviFrame(4 + (k // 210 % 50) * 0.1, 50.0, 100_000, (0, 0, 1000), 2900, 4,
+                               k // 210 % 200, k // 210 % 60_000, None)  # fmt: skip
+            out.append(
+                Advert(address, -60, 0.0, 0.0, "hci0", "public", {0x0499: encode_ruuvi(frame)})
+            )
+    return out
 
-    def baseline() -> int:
-        for a in adverts:
-            unpack(a.manufacturer_data[0x004C])
-        return len(adverts)
 
-    def ours() -> int:
-        stats = DecodeStats()
-        for a in adverts:
-            decode_advert(a, stats)
-        return len(adverts)
+def _service_info(cls: Any, a: Advert) -> Any:
+    """What Home Assistant hands bthome-ble for an advert."""
+    svc = dict(a.service_data)
+    return cls("", a.address, a.rssi, {}, svc, list(svc), "hci0", None, None, False, 0.0, None)
 
-    base, mine = _rate(baseline), _rate(ours)
-    print(f"\ndecode iBeacon: {mine:,.0f}/s, plain struct {base:,.0f}/s, ratio {mine / base:.2f}")
-    assert mine > 0
+
+def test_bench_decoders_against_bthome_ble_and_theengs_decoder() -> None:
+    """Our decoders on a store's mix, with and without the frame cache; then each format
+    against a peer's parser on the same payloads: iBeacon and Ruuvi against TheengsDecoder
+    (a JSON string in, as Theengs Gateway calls it), BTHome against Home Assistant's
+    bthome-ble (its ``update`` on a prepared service info, as Home Assistant calls it)."""
+    import json
+
+    from bthome_ble import BTHomeBluetoothDeviceData
+    from habluetooth import BluetoothServiceInfoBleak
+    from TheengsDecoder import decodeBLE
+
+    adverts = _store_payloads(50_000)
+
+    def ours(cache: bool) -> Callable[[], int]:
+        def run() -> int:
+            stats, frames = DecodeStats(), FrameCache() if cache else None
+            for a in adverts:
+                decode_advert(a, stats, cache=frames)
+            return len(adverts)
+
+        return run
+
+    plain, cached = _rate(ours(False)), _rate(ours(True))
+    rows = [f"decode, a store's mix: {cached:,.0f} adverts/s with the frame cache, "
+            f"{plain:,.0f}/s without"]  # fmt: skip
+    figures: dict[str, Any] = {"ours": cached, "uncached": plain}
+    by_format = {
+        "ibeacon": [a for a in adverts[:2100] if 0x004C in a.manufacturer_data],
+        "ruuvi": [a for a in adverts[:2100] if 0x0499 in a.manufacturer_data],
+        "bthome": [a for a in adverts[:2100] if a.service_data],
+    }
+    for fmt, sample in by_format.items():
+        sample = (sample * (10_000 // len(sample) + 1))[:10_000]
+
+        def mine(sample: list[Advert] = sample) -> int:
+            stats = DecodeStats()
+            for a in sample:
+                decode_advert(a, stats)
+            return len(sample)
+
+        if fmt == "bthome":
+            peer_name = "bthome-ble"
+            infos = [_service_info(BluetoothServiceInfoBleak, a) for a in sample]
+            parser = BTHomeBluetoothDeviceData()
+
+            def peer(infos: list[Any] = infos, parser: Any = parser) -> int:
+                for info in infos:
+                    parser.update(info)
+                return len(infos)
+        else:
+            peer_name = "TheengsDecoder"
+            texts = [
+                json.dumps({"id": a.address, "rssi": a.rssi, "manufacturerdata": "".join(
+                    cid.to_bytes(2, "little").hex() + d.hex()
+                    for cid, d in a.manufacturer_data.items())})
+                for a in sample
+            ]  # fmt: skip
+            assert decodeBLE(texts[0]) is not None
+
+            def peer(texts: list[str] = texts) -> int:
+                for t in texts:
+                    decodeBLE(t)
+                return len(texts)
+
+        m, b = _rate(mine, repeat=3), _rate(peer, repeat=3)
+        figures[fmt] = {"ours": m, peer_name: b}
+        rows.append(
+            f"decode {fmt} (no cache): {m:,.0f}/s; {peer_name} {b:,.0f}/s; ratio {m / b:.1f}×"
+        )
+    print("\n" + "\n".join(rows))
+    record("decode", {**figures, "line": "; ".join(rows)})
+    assert cached > plain
 
 
 KERNEL_TARGET = 100e6

@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.config import load_config
 from edge_agent.models import Advert
-from edge_agent.pipeline.identity import Recent
+from edge_agent.pipeline.recent import Recent
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from tests.unit.test_pipeline import CONFIG
 
@@ -113,7 +113,7 @@ def test_memory_is_flat_through_three_hours_of_churn(write_config: Callable[[str
 
 
 def test_the_resolution_cache_is_bounded_and_keeps_what_is_used() -> None:
-    cache: Recent[int] = Recent(4)
+    cache: Recent[str, int] = Recent(4)
     for i in range(100):
         cache[f"a{i}"] = i
         cache["kept"] = -1 if i == 0 else cache["kept"]  # used all along

@@ -18,6 +18,7 @@ from edge_agent.models import (
 )
 from edge_agent.pipeline.decoders import (
     DecodeStats,
+    FrameCache,
     Malformed,
     decode_advert,
     decode_altbeacon,
@@ -28,6 +29,7 @@ from edge_agent.pipeline.decoders import (
 )
 from edge_agent.pipeline.decoders.bthome import BTHOME_UUID, OBJECTS
 from edge_agent.pipeline.decoders.eddystone import EDDYSTONE_UUID
+from firmware_sim.encoders import encode_ibeacon
 
 
 def test_ibeacon_apple_layout() -> None:
@@ -241,3 +243,42 @@ def test_decode_advert_routes_and_counts() -> None:
     assert decode_advert(bad, stats) == []
     assert (stats.adverts, stats.frames, stats.unknown) == (3, 2, 1)
     assert stats.malformed == {"eddystone:uid_length": 1, "ibeacon:length": 1}
+
+
+def test_the_frame_cache_decodes_a_payload_once_and_counts_every_advert_alike() -> None:
+    """The same adverts through the cache and without it: the same frames and the same
+    counters (malformed, partial, unknown, frames) — the cache only skips the decoding."""
+    ib = bytes.fromhex("0215e2c56db5dffb48d2b060d0f5a71096e000010002c5")
+    adverts = [
+        _advert(manufacturer_data={0x004C: ib}),
+        _advert(manufacturer_data={0x004C: b"\x02\x15"}),  # malformed
+        _advert(service_data={BTHOME_UUID: bytes.fromhex("4002ca09ff01")}),  # partial
+        _advert(service_data={BTHOME_UUID: bytes.fromhex("4002ca0903bf13")}),
+        _advert(manufacturer_data={0x0006: b"\x01\x09"}),  # unknown
+        _advert(service_data={EDDYSTONE_UUID: bytes.fromhex("20000bb80a0000000e1000000258")}),
+    ] * 5
+    plain, cached, cache = DecodeStats(), DecodeStats(), FrameCache()
+    for adv in adverts:
+        assert decode_advert(adv, cached, cache=cache) == decode_advert(adv, plain)
+    assert cached == plain and plain.malformed and plain.partial and plain.unknown
+    assert (cache.misses, cache.hits) == (6, 24)
+
+
+def test_the_frame_cache_is_bounded_and_skips_encrypted_and_keyed_bthome() -> None:
+    from edge_agent.pipeline.decoders import BindKeys
+
+    cache, stats = FrameCache(size=8), DecodeStats()
+    for n in range(1000):  # 1 000 different payloads: two generations of 8 kept at most
+        data = encode_ibeacon(IBeaconFrame("e2c56db5-dffb-48d2-b060-d0f5a71096e0", 1, n, -59))
+        decode_advert(_advert(manufacturer_data={0x004C: data}), stats, cache=cache)
+    assert len(cache._mfr) <= 16 and cache.misses == 1000
+    clear = bytes.fromhex("4002ca0903bf13")
+    keyed = "AA:BB:CC:DD:EE:01"
+    keys = BindKeys({keyed: bytes(16)})
+    encrypted = bytes.fromhex("41a47266c95f730011223378237214")
+    before = cache.misses + cache.hits
+    for _ in range(3):
+        decode_advert(_advert(address=keyed, service_data={BTHOME_UUID: clear}), stats, keys, cache)
+        decode_advert(_advert(service_data={BTHOME_UUID: encrypted}), stats, keys, cache)
+    assert cache.misses + cache.hits == before  # neither went through the cache
+    assert keys.stats.downgrade == 3  # a keyed device sending in clear: counted every time
