@@ -99,7 +99,7 @@ bench: setup
 	  PYTHONWARNINGS=ignore $(THEENGS)/bin/pip install -q TheengsGateway==$(THEENGS_VERSION); } || \
 	  echo "Theengs Gateway could not be installed: the bench goes on without it"
 	$(BIN)/pytest -q -m bench -s $(PYTEST_ARGS)
-	$(BIN)/python -m tests.bench.report
+	$(BIN)/python -m tests.support.bench_report
 
 # On a gateway (Debian / Raspberry Pi OS), as root:  make install
 # Into another root (packaging, tests):             make install DESTDIR=/tmp/root

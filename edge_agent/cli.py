@@ -1,5 +1,5 @@
 """Thin commands over the library: run, demo, check-config, get-config, consent, erase, scan,
-record, replay, eval, calibrate, schema.
+record, replay, eval, calibrate, status, doctor, bench, schema.
 
 Each command reads its flags and calls library functions with typed arguments; ``_command``
 turns what they raise into one message and an exit code (0 ok, 1 failed, 2 bad config or flags).
@@ -485,6 +485,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(f.ok for f in findings) else EXIT_FAILED
 
 
+@_command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Each stage's rate on this machine, on a synthetic store made for this configuration."""
+    from edge_agent.tools.capacity import run
+
+    cfg = load_checked(args.config, secrets=args.broker == "config")
+    _setup_logging("ERROR")
+    report = run(cfg, args.devices, args.seconds, args.broker)
+    print(report.as_json() if args.json else report.table())
+    return EXIT_OK
+
+
 @_command("schema")
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the payload contract: producer and consumer JSON Schemas per payload and an
@@ -513,6 +525,7 @@ COMMANDS: dict[str, Command] = {
     "calibrate": cmd_calibrate,
     "status": cmd_status,
     "doctor": cmd_doctor,
+    "bench": cmd_bench,
     "schema": cmd_schema,
 }
 """Each command of ``cli_args.build_parser`` and what carries it out."""

@@ -201,6 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
     p.set_defaults(command="doctor")
 
+    p = sub.add_parser(
+        "bench", help="capacity check on this gateway: each stage's rate on a synthetic store"
+    )
+    p.add_argument("--config", "-c", default="/etc/edge-agent/agent.toml")
+    p.add_argument(
+        "--devices", type=_count, default=1_000, help="devices of the synthetic store (1000)"
+    )
+    p.add_argument(
+        "--seconds", type=POSITIVE, default=30.0, help="store time measured, seconds (30)"
+    )
+    p.add_argument(
+        "--broker",
+        choices=["local", "config", "none"],
+        default="local",
+        help="publish stage: a private mosquitto on loopback (default), the configured broker "
+        "(under the edge-agent-bench/ prefix), or none",
+    )
+    p.add_argument("--json", action="store_true", help="as JSON, for programs")
+    p.set_defaults(command="bench")
+
     p = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     p.add_argument("--out", default="contract")
     p.set_defaults(command="schema")

@@ -111,10 +111,13 @@ async def flood(bluez: VirtualBlueZ, spec: Flood, duration_s: float | None = Non
     """Benchmarks: ``spec.devices`` advertisers in turn, each advert a property change (a new
     RSSI; for a sensor, a new temperature too), delivered to every adapter at ``spec.rate``."""
     rng = random.Random(spec.seed)
-    beacons = spec.devices - spec.sensors
+    # the sensors spread evenly among the beacons (their adverts evenly in time); -1: a beacon
+    sensor_of = [-1] * spec.devices
+    for i in range(spec.sensors):
+        sensor_of[i * spec.devices // spec.sensors] = i
     payloads: list[dict[int, bytes]] = [
         {APPLE_COMPANY_ID: encode_ibeacon(IBeaconFrame(CART_UUID, 1, n, -59))}
-        for n in range(beacons)
+        for n in range(spec.devices)
     ]
     addresses = [f"C0:00:00:00:{n >> 8:02X}:{n & 0xFF:02X}" for n in range(spec.devices)]
     level = [rng.uniform(-90.0, -55.0) for _ in range(spec.devices)]
@@ -133,10 +136,10 @@ async def flood(bluez: VirtualBlueZ, spec: Flood, duration_s: float | None = Non
                 level[n] = min(-45.0, max(-100.0, level[n] + rng.gauss(0.0, 1.5)))
                 value = round(level[n] + rng.gauss(0.0, 4.0))
                 rssi[n] = value if value != rssi[n] else value + 1
-                if n < beacons:
+                i = sensor_of[n]
+                if i < 0:
                     advert = Advert(addresses[n], rssi[n], 0.0, 0.0, "", "random", payloads[n])
                 else:
-                    i = n - beacons
                     counts[n] += 1
                     svc = _sensor_frame(i, counts[n])
                     advert = Advert(addresses[n], rssi[n], 0.0, 0.0, "", "public", {}, svc)

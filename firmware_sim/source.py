@@ -35,6 +35,7 @@ class SimSource:
         spec = load_scenario(scenario)
         self.sim = StoreSim(spec, seed)
         self.name = "sim"
+        self.live = False
         self.speed = speed
         self.duration_s = duration_s
         self.start_wall = spec.start_wall if spec.start_wall is not None else round(time.time(), 3)

@@ -337,7 +337,14 @@ class Agent:
             loop = asyncio.get_running_loop()
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(signal.SIGHUP, self._sighup)
-            async for batch in feed.batches(min(self.cfg.pipeline.tick_s, 0.05)):
+            tick_s = self.cfg.pipeline.tick_s
+
+            def rest_of_tick() -> float:  # the radio: one wake-up a tick, at its end
+                end = ticker.tick_end
+                return 0.0 if end is None else min(end - self.source.now(), tick_s)
+
+            gather = rest_of_tick if self.source.live else None
+            async for batch in feed.batches(min(tick_s, 0.05), gather):
                 mono = self._turned = time.monotonic()
                 if batch:
                     self._heard_at = mono

@@ -1,5 +1,6 @@
-"""The simulated store (``firmware_sim``): the ``sim`` source and the store scores of
-``eval --store``. The only module of ``edge_agent`` that imports ``firmware_sim``."""
+"""The simulated store (``firmware_sim``): the ``sim`` source, the store scores of
+``eval --store`` and the firmware encoders ``bench``'s synthetic store sends. The only module
+of ``edge_agent`` that imports ``firmware_sim``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from edge_agent.config import AgentConfig, SourceConfig
 from edge_agent.runtime.sources import AdvertSource
 from edge_agent.tools import evaluation as ev
 from firmware_sim import moment_scoring, scoring
+from firmware_sim.encoders import encode_bthome, encode_ibeacon
 from firmware_sim.source import SimSource
+
+__all__ = ["encode_bthome", "encode_ibeacon", "moments_report", "sim_source", "store_report"]
 
 
 def sim_source(src: SourceConfig) -> AdvertSource:

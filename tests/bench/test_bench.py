@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -36,7 +35,7 @@ from edge_agent.tools.mosquitto import LocalMosquitto
 from firmware_sim.encoders import encode_bthome, encode_ibeacon, encode_ruuvi
 from firmware_sim.serve import CART_UUID
 from firmware_sim.store import StoreSim, load_scenario
-from tests.bench.report import record
+from tests.support.bench_report import record
 from tests.support.configs import MINIMAL
 from tests.support.events import presence_event
 from tests.support.paths import CONFIG_DIR
@@ -215,15 +214,18 @@ def test_bench_kernels_against_python_twins(slots: int) -> None:
     s, t, r = _samples(2, n, slots, span_s=n / slots)
     out = np.empty(n)
     kernels.warm_up()
+    lines = []
     for name, (make, jit_fn, py_fn) in _kernel_calls(s, t, r, slots, out).items():
         jit = _rate(make(jit_fn, n), repeat=5)
         py = _rate(make(py_fn, 20_000), repeat=2)
         verdict = " pass" if jit >= KERNEL_TARGET else " FAIL (target 100 M/s)"
-        print(
-            f"\n{name} kernel, {slots:,} slots: {jit / 1e6:,.1f} M samples/s, "
+        lines.append(
+            f"{name} kernel, {slots:,} slots: {jit / 1e6:,.1f} M samples/s, "
             f"Python twin {py / 1e6:.2f} M/s, ratio {jit / py:,.0f}{verdict}"
         )
+        print("\n" + lines[-1])
         assert jit > py
+    record(f"kernels_{slots}", {"line": "; ".join(lines)})
 
 
 def test_bench_kalman_kernel_against_filterpy() -> None:
@@ -269,10 +271,12 @@ def test_bench_kalman_kernel_against_filterpy() -> None:
     kernels.warm_up()
     fp = _rate(filterpy_run, repeat=1)
     jit = _rate(kernel_run, repeat=3)
-    print(
-        f"\nKalman: kernel {jit / 1e6:,.1f} M samples/s, filterpy {fp / 1e3:,.1f} k/s, "
+    line = (
+        f"Kalman: kernel {jit / 1e6:,.1f} M samples/s, filterpy {fp / 1e3:,.1f} k/s, "
         f"ratio {jit / fp:,.0f}"
     )
+    print("\n" + line)
+    record("kalman", {"kernel": jit, "filterpy": fp, "line": line})
     assert jit > fp
 
 
@@ -292,17 +296,19 @@ def test_bench_pure_pipeline_on_the_simulated_store() -> None:
         return total
 
     def decode_only() -> int:
-        stats = DecodeStats()
+        stats, cache = DecodeStats(), FrameCache()
         for adverts, _ in ticks:
             for a in adverts:
-                decode_advert(a, stats)
+                decode_advert(a, stats, cache=cache)
         return total
 
     whole, dec = _rate(run, repeat=3), _rate(decode_only, repeat=3)
-    print(
-        f"\npure pipeline: {whole:,.0f} adverts/s ({total} adverts), decode alone {dec:,.0f}/s, "
-        f"ratio {whole / dec:.2f}"
+    line = (
+        f"pure pipeline, the demo store (shipped config, 300 s): {whole:,.0f} adverts/s "
+        f"({total} adverts), decode alone {dec:,.0f}/s, ratio {whole / dec:.2f}"
     )
+    print("\n" + line)
+    record("pipeline", {"rate": whole, "decode": dec, "line": line})
     assert whole > 0
 
 
@@ -340,11 +346,13 @@ def test_bench_fusion_per_device_update_against_its_twin(devices: int) -> None:
     jit = _rate(lambda: run(True, 5), repeat=3)
     twin = _rate(lambda: run(False, 1 if devices > 100 else 2), repeat=1)
     cost_us = 1e6 / jit
-    print(
-        f"\nfusion, {devices} devices, {plan.cells} cells, 6 receivers: {cost_us:.0f} µs per "
+    line = (
+        f"fusion, {devices} devices, {plan.cells} cells, 6 receivers: {cost_us:.1f} µs per "
         f"device update (numba), {1e6 / twin:.0f} µs (numpy twin), ratio {jit / twin:.1f}×; "
         f"one core fuses {0.1 * jit:,.0f} devices heard at 1 advert/s in 10 % of its time"
     )
+    print("\n" + line)
+    record(f"fusion_{devices}", {"us": cost_us, "line": line})
     assert jit > twin
 
 
@@ -397,13 +405,15 @@ def test_bench_outbox_synchronous_full_against_normal(tmp_path: Path) -> None:
         return ticks
 
     base = _rate(raw, repeat=3)
-    print(
-        f"\noutbox commits of {per_tick} events: FULL {rates['FULL']:,.0f}/s "
+    line = (
+        f"outbox commits of {per_tick} events: FULL {rates['FULL']:,.0f}/s "
         f"({rates['FULL'] * per_tick:,.0f} events/s), NORMAL {rates['NORMAL']:,.0f}/s; "
         f"FULL/NORMAL {rates['FULL'] / rates['NORMAL']:.2f}; raw executemany FULL {base:,.0f}/s, "
         f"ratio {rates['FULL'] / base:.2f}; at 10 ticks/s FULL costs "
         f"{10 / rates['FULL'] * 100:.2f} % of the loop"
     )
+    print("\n" + line)
+    record("outbox", {**rates, "raw": base, "line": line})
     assert rates["FULL"] > 10  # ten ticks a second, with room to spare
 
 
@@ -483,101 +493,11 @@ def test_bench_backlog_drain_against_raw_paho(tmp_path: Path, mosquitto: LocalMo
         if (backlog + live) / elapsed > best[0]:
             best = ((backlog + live) / elapsed, elapsed, live)
     ours, elapsed, live = best
-    print(
-        f"\nbacklog drain: {backlog:,} + {live:,} live events in {elapsed:.1f} s = "
+    line = (
+        f"backlog drain: {backlog:,} + {live:,} live events in {elapsed:.1f} s = "
         f"{ours:,.0f} msg/s; raw paho QoS 1 {raw:,.0f} msg/s; ratio {ours / raw:.2f}"
     )
+    print("\n" + line)
+    record("drain", {"ours": ours, "raw": raw, "line": line})
     assert box.depth() == 0
     assert ours > 0
-
-
-# ------------------------------------------------------------------ the radio path
-
-
-async def _cpu_per_advert(count: Callable[[], int], seconds: float) -> tuple[float, float]:
-    """(adverts/s, CPU µs per advert of this process) over ``seconds`` after a 1 s warm-up."""
-    await asyncio.sleep(1.0)
-    n0, c0, t0 = count(), time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
-    n1, c1, t1 = count(), time.process_time(), time.monotonic()
-    n = max(n1 - n0, 1)
-    return n / (t1 - t0), 1e6 * (c1 - c0) / n
-
-
-def test_bench_agent_through_bleak_against_bare_bleak(tmp_path: Path) -> None:
-    """The virtual BlueZ floods 300 beacons; the same process scans it with a bare
-    ``BleakScanner`` (no-op callback: D-Bus unmarshal + bleak alone), then with the supervised
-    lane feeding the pipeline and the outbox once per tick. CPU per advert, and the ratio."""
-    from bleak import BleakScanner
-
-    from edge_agent.config import SourceConfig
-    from edge_agent.runtime.sources import AdvertSink
-    from edge_agent.runtime.sources.bleak import BleakSource
-    from firmware_sim.dbus import PrivateBus
-    from tests.support.virtual_bluez import BluezProcess
-
-    cfg_text = MINIMAL.replace('id = "rx-a"', 'id = "hci0"').format(state=tmp_path / "state")
-    (tmp_path / "agent.toml").write_text(cfg_text)
-    cfg = load_config(tmp_path / "agent.toml")
-
-    async def measure() -> tuple[tuple[float, float], tuple[float, float], int]:
-        seen = 0
-
-        def noop(_device: object, _adv: object) -> None:
-            nonlocal seen
-            seen += 1
-
-        async with BleakScanner(noop, bluez={"adapter": "hci0"}):
-            bare = await _cpu_per_advert(lambda: seen, 4.0)
-
-        pipeline = Pipeline(cfg)
-        outbox = Outbox(cfg.outbox_path, cfg.gateway.id, cfg.topic_root)
-        sink = AdvertSink(cfg.source.queue_size)
-        source = BleakSource(SourceConfig(adapters=["hci0"]))
-        done = 0
-
-        async def consume() -> None:
-            nonlocal done
-            while True:
-                await asyncio.sleep(cfg.pipeline.tick_s)
-                batch = []
-                while not sink.queue.empty():
-                    advert = sink.queue.get_nowait()
-                    if advert is not None:
-                        batch.append(advert)
-                now = time.monotonic()
-                events = pipeline.process(batch, now, time.time())
-                if events:
-                    outbox.append(events)
-                done += len(batch)
-
-        async with asyncio.TaskGroup() as tg:
-            feed = tg.create_task(source.run(sink))
-            work = tg.create_task(consume())
-            ours = await _cpu_per_advert(lambda: done, 4.0)
-            feed.cancel()
-            work.cancel()
-        outbox.close()
-        return bare, ours, sink.dropped
-
-    with PrivateBus() as bus:
-        bluez = BluezProcess(bus, "hci0", "--flood", "300")
-        bluez.argv[bluez.argv.index("--scenario") : bluez.argv.index("--scenario") + 2] = []
-        bluez.start()
-        saved = dict(os.environ)
-        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
-        try:
-            (bare_rate, bare_us), (our_rate, our_us), dropped = asyncio.run(measure())
-        except BaseException:
-            print(bluez.log_text()[-3000:])
-            raise
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            bluez.stop()
-    print(
-        f"\nthrough bleak + D-Bus: bare bleak {bare_us:.1f} µs CPU/advert ({bare_rate:,.0f}/s "
-        f"offered), agent path {our_us:.1f} µs/advert ({our_rate:,.0f}/s, {dropped} dropped); "
-        f"ratio {our_us / bare_us:.2f}; one-core ceiling ≈ {1e6 / our_us:,.0f} adverts/s"
-    )
-    assert our_rate > 1000 and our_us > 0

@@ -18,6 +18,7 @@ from edge_agent.runtime.outbox import Outbox
 from edge_agent.wire import checked_event_payload, event_payload
 from firmware_sim.encoders import encode_ibeacon
 from firmware_sim.moment_scoring import WALL0, StoreSim, load_scenario, simulate
+from tests.support.bench_report import record
 from tests.support.paths import CONFIG_DIR
 from tests.unit.test_pipeline import CONFIG, UUID
 
@@ -102,18 +103,20 @@ def test_cost_model(tmp_path: Path) -> None:
         cpu = _cpu(quiet)
         assert not made
         rows.append((devices, cpu / 50 * 1e6, cpu / 50 / devices * 1e9))
-    print(
-        f"\ncost model (this machine, CPU of this process):\n"
-        f"  an advert, the demo store through the whole pure pipeline (fusion, moments): "
-        f"{per_advert:.1f} µs ({adverts} adverts, {len(events)} events, 300 simulated s)\n"
-        f"  an event: payload {fast:.1f} µs (validated through pydantic: {checked:.1f} µs), "
+    lines = [
+        f"an advert, the demo store through the whole pure pipeline (fusion, moments): "
+        f"{per_advert:.1f} µs ({adverts} adverts, {len(events)} events, 300 simulated s)",
+        f"an event: payload {fast:.1f} µs (validated through pydantic: {checked:.1f} µs), "
         f"payload and outbox commit in transactions of 10 (synchronous FULL): {commit:.1f} µs "
-        f"(the store makes ~{per_tick} a tick)\n"
-        + "".join(
-            f"  a tick with {d:,} quiet devices in a zone: {tick_us:.0f} µs "
-            f"({dev_ns:.1f} ns a device)\n"
+        f"(the store makes ~{per_tick} a tick)",
+        *(
+            f"a tick with {d:,} quiet devices in a zone: {tick_us:.0f} µs "
+            f"({dev_ns:.1f} ns a device)"
             for d, tick_us, dev_ns in rows
-        )
-    )
+        ),
+    ]
+    print("\ncost model (this machine, CPU of this process):\n  " + "\n  ".join(lines))
+    figures = {"advert_us": per_advert, "event_us": fast, "commit_us": commit}
+    record("cost_model", {**figures, "line": "cost model: " + "; ".join(lines)})
     assert fast < checked
     assert rows[1][1] < 20 * max(rows[0][1], 50.0)  # no per-device work in a quiet tick

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,6 +56,9 @@ class AdvertSource(Protocol):
 
     name: str
     """Short name for logs and ``health`` (``bleak:hci0``, ``sim``, ``replay``)."""
+    live: bool
+    """True for the radio: adverts come when they come and are never waited for (``offer``);
+    False for virtual sources, which wait for room in the queue."""
 
     def now(self) -> float:
         """Current time on the source's monotonic clock (virtual for simulation and replay).
@@ -152,10 +155,14 @@ class SourceFeed:
                     with contextlib.suppress(NotImplementedError, RuntimeError):
                         loop.remove_signal_handler(sig)
 
-    async def batches(self, timeout: float | None = None) -> AsyncIterator[list[Advert]]:
+    async def batches(
+        self, timeout: float | None = None, gather: Callable[[], float] | None = None
+    ) -> AsyncIterator[list[Advert]]:
         """What the source delivered since the previous batch: waits for an advert (at most
-        ``timeout`` seconds, then an empty batch), then takes everything queued. Ends after the
-        source's end, or after ``stop()`` with what was queued by then."""
+        ``timeout`` seconds, then an empty batch), then — with ``gather`` — waits the seconds
+        it says more (the rest of the tick that advert falls in: one wake-up a tick, not one
+        per advert), then takes everything queued. Ends after the source's end, or after
+        ``stop()`` with what was queued by then."""
         queue = self.sink.queue
         while not self.ended:
             if self.stopped:
@@ -172,6 +179,8 @@ class SourceFeed:
             if first is None:
                 self.ended = True
                 return
+            if gather is not None and (wait := gather()) > 0 and not self.stopped:
+                await asyncio.sleep(wait)
             yield self._drain([first])
 
     def _drain(self, batch: list[Advert]) -> list[Advert]:

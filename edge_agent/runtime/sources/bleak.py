@@ -376,6 +376,7 @@ class BleakSource:
     def __init__(self, cfg: SourceConfig, bus_address: str | None = None) -> None:
         self.cfg = cfg
         self.name = "bleak:" + ",".join(cfg.adapters)
+        self.live = True
         self.watch = BluezWatch(bus_address)
         self.lanes: list[Lane] = []
 

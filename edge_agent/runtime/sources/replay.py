@@ -142,6 +142,7 @@ class ReplaySource:
 
     def __init__(self, path: Path, speed: float = 0.0) -> None:
         self.name = "replay"
+        self.live = False
         self.path = path
         self.speed = speed
         self._now = -float("inf")

@@ -1,5 +1,5 @@
 """The figures ``make bench`` measures: each benchmark ``record``s its own into
-``.cache/bench/results.json``; ``python -m tests.bench.report`` then rewrites README's
+``.cache/bench/results.json``; ``python -m tests.support.bench_report`` then rewrites README's
 *Benchmarks* section from them (between its two markers), with the machine they ran on."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
+REPO = ROOT
 RESULTS = REPO / ".cache" / "bench" / "results.json"
 README = REPO / "README.md"
 BEGIN = "<!-- bench:begin (make bench writes this section) -->"
@@ -100,7 +102,8 @@ CHECKS: list[Check] = [
 
 ORDER = [
     "radio_1000", "radio_2000", "latency_1000", "latency_5000", "start_up", "scale", "churn",
-    "decode", "pipeline", "cost_model", "kernels", "kalman", "fusion", "outbox", "drain",
+    "decode", "pipeline", "cost_model", "fusion_100", "fusion_1000", "kernels_1000",
+    "kernels_10000", "kalman", "outbox", "drain",
 ]  # fmt: skip
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.tools.capacity import rss_mb
 from edge_agent.tools.mosquitto import LocalMosquitto, terminate
 from firmware_sim.dbus import PrivateBus
-from tests.support.paths import CONFIG_DIR
+from tests.support.paths import CONFIG_DIR, ROOT
 from tests.support.virtual_bluez import BluezProcess
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = ROOT
 THEENGS_PYTHON = REPO / ".cache" / "bench" / "theengs" / "bin" / "python"
 """Theengs Gateway's own venv (``make bench`` installs it: its pins differ from ours)."""
 AGENT_ROOT = "retail/store-0042/gw-demo-01"
@@ -89,13 +90,6 @@ def process_cpu(pid: int) -> tuple[float, float]:
     """(user + system, system) CPU seconds of a process (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS, int(fields[12]) / TICKS
-
-
-def process_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Subscriber:
@@ -173,6 +167,7 @@ def agent_config(tmp: Path, broker: LocalMosquitto, edits: dict[str, str] | None
     }.items():
         assert old in text, old
         text = text.replace(old, new, 1)
+    tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "agent.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -242,7 +237,7 @@ def measure(
             (c0, k0), n0, w0 = process_cpu(proc.pid), sub.count, time.time()
             time.sleep(window_s)
             (c1, k1), n1, w1 = process_cpu(proc.pid), sub.count, time.time()
-            rss = process_rss_mb(proc.pid)
+            rss = rss_mb(proc.pid)
         finally:
             terminate(proc)
             log.close()
