@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.ids import is_address
 
@@ -228,6 +228,10 @@ Frame = (
     | BTHomeFrame
     | RuuviFrame
 )
+SENSOR_FRAMES: Final = (BTHomeFrame, RuuviFrame)
+"""Frames that carry readings (``isinstance`` with a tuple: no union built per call)."""
+BEACON_ID_FRAMES: Final = (IBeaconFrame, AltBeaconFrame, EddystoneUIDFrame)
+"""Frames that name a beacon (``beacon_id``)."""
 
 
 class DeviceClass(StrEnum):

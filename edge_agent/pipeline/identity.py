@@ -29,21 +29,22 @@ from zoneinfo import ZoneInfo
 from edge_agent.config import AgentConfig
 from edge_agent.ids import is_address, normalise_match
 from edge_agent.models import (
+    BEACON_ID_FRAMES,
+    SENSOR_FRAMES,
     Advert,
     AltBeaconFrame,
-    BTHomeFrame,
     Consent,
     DeviceClass,
     EddystoneUIDFrame,
     Frame,
     IBeaconFrame,
-    RuuviFrame,
 )
 from edge_agent.pipeline.recent import Recent
 
 CACHE_GENERATION = 32_768
-"""Resolutions kept per generation (``Recent``): well above the addresses a busy store hears
-in any quarter of an hour, and bounded whatever the churn."""
+"""Resolutions kept per generation (``Recent``), at least, or ``pipeline.max_devices`` when
+more: well above the addresses a busy store hears in any quarter of an hour, and bounded
+whatever the churn."""
 KEY_BYTES = 32
 
 
@@ -191,8 +192,9 @@ class Identity:
         self._fleets = {f.ibeacon_uuid: f for f in cfg.fleets}
         self._by_address: dict[str, DeviceRef] = {}
         self._by_beacon: dict[str, DeviceRef] = {}
-        self._cache: Recent[str, DeviceRef | None] = Recent(CACHE_GENERATION)
-        self._address_links: Recent[str, DeviceRef] = Recent(CACHE_GENERATION)
+        size = max(CACHE_GENERATION, cfg.pipeline.max_devices)  # a generation holds them all
+        self._cache: Recent[str, DeviceRef | None] = Recent(size)
+        self._address_links: Recent[str, DeviceRef] = Recent(size)
         self.stats = IdentityStats()
         self.set_consents(consents or [])
 
@@ -317,7 +319,7 @@ class Identity:
             self._maybe_rotate(advert.wall)
         address = advert.address
         for frame in frames:
-            if isinstance(frame, IBeaconFrame | AltBeaconFrame | EddystoneUIDFrame):
+            if isinstance(frame, BEACON_ID_FRAMES):
                 ref = self._beacon(frame, advert)
                 if ref is not None:
                     self._address_links[address] = ref
@@ -382,6 +384,6 @@ class Identity:
         ref = self._by_address.get(address)
         if ref is not None:
             return ref
-        is_sensor = any(isinstance(f, BTHomeFrame | RuuviFrame) for f in frames)
+        is_sensor = any(isinstance(f, SENSOR_FRAMES) for f in frames)
         kind = DeviceClass.SENSOR if is_sensor else DeviceClass.UNKNOWN
         return self._unregistered(advert, kind, None, address)

@@ -73,11 +73,12 @@ def band_for(distance: float, current: str, prox: ProximityConfig) -> str:
 
 
 EDDYSTONE_0M_TO_1M_DB = 41
+_STATES_TX = (IBeaconFrame, AltBeaconFrame)
 
 
 def tx_power_1m(frame: Frame) -> int | None:
     """RSSI at 1 m as the frame states it (Eddystone states it at 0 m)."""
-    if isinstance(frame, IBeaconFrame | AltBeaconFrame):
+    if isinstance(frame, _STATES_TX):
         return frame.tx_power
     if isinstance(frame, EddystoneUIDFrame):
         return frame.tx_power - EDDYSTONE_0M_TO_1M_DB

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from edge_agent import topics
 from edge_agent.config import AgentConfig
 from edge_agent.models import (
+    SENSOR_FRAMES,
     BeaconHealthBody,
     BTHomeFrame,
     ContextEvent,
@@ -107,7 +108,7 @@ class SensorTracker:
         out: list[ContextEvent],
     ) -> None:
         """One decoded frame of a device."""
-        if isinstance(frame, BTHomeFrame | RuuviFrame):  # encrypted without a key: no values
+        if isinstance(frame, SENSOR_FRAMES):  # encrypted without a key: no values
             self._reading(ref, frame, rssi, now, wall, out)
         else:
             self._beacon(ref, frame, now)

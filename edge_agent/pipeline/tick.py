@@ -16,16 +16,21 @@ from typing import Generic, TypeVar
 
 from edge_agent.config import AgentConfig
 from edge_agent.models import (
+    SENSOR_FRAMES,
     Advert,
-    BTHomeFrame,
     ContextEvent,
-    RuuviFrame,
     SampleEstimate,
 )
 from edge_agent.pipeline import floorplan
 from edge_agent.pipeline.aggregates import AggregateEngine
 from edge_agent.pipeline.chatter import Chatter
-from edge_agent.pipeline.decoders import BindKeys, DecodeStats, FrameCache, decode_advert
+from edge_agent.pipeline.decoders import (
+    FRAME_CACHE_SIZE,
+    BindKeys,
+    DecodeStats,
+    FrameCache,
+    decode_advert,
+)
 from edge_agent.pipeline.fusion import FusionEngine, Position
 from edge_agent.pipeline.fusion_feed import FusionFeed
 from edge_agent.pipeline.identity import DeviceRef, Identity
@@ -160,7 +165,7 @@ class Pipeline:
         self.aggregates = AggregateEngine(cfg)
         """Anonymous journey figures per interval."""
         self.decode_stats = DecodeStats()
-        self.frame_cache = FrameCache()
+        self.frame_cache = FrameCache(max(FRAME_CACHE_SIZE, cfg.pipeline.max_devices))
         self.chatter = Chatter(cfg.pipeline.drop)
         """Advertisers dropped before any work (counted in ``decode_stats.dropped``)."""
         self.stats = PipelineStats()
@@ -229,9 +234,9 @@ class Pipeline:
             self._refs[ref.id] = ref
             if ref.publish:
                 for frame in frames:
-                    if ref.registered or isinstance(frame, BTHomeFrame | RuuviFrame):
+                    if ref.registered or isinstance(frame, SENSOR_FRAMES):
                         self.sensors.observe(ref, frame, adv.rssi, adv.t, adv.wall, out)
-                    if sensed and isinstance(frame, BTHomeFrame | RuuviFrame):
+                    if sensed and isinstance(frame, SENSOR_FRAMES):
                         values = frame_measurements(frame)
                         moments.reading(ref, {k: v for k, (v, _) in values.items()}, adv.t)
             if ref.id in watched:

@@ -59,7 +59,8 @@ Outcome = Frame | Malformed | None | type[Exception]
 (``Exception`` itself stands for that)."""
 
 FRAME_CACHE_SIZE = 4_096
-"""Payloads kept decoded per generation (``FrameCache``): a store's beacons and sensors."""
+"""Payloads kept decoded per generation (``FrameCache``), at least: a store's beacons and
+sensors (the pipeline keeps ``pipeline.max_devices`` when more)."""
 
 
 class FrameCache:
