@@ -203,6 +203,50 @@ def log_distance_py(rssi: F64, tx_power_1m: F64, exponent: F64, out: F64) -> Non
         out[i] = 10.0 ** ((float(tx_power_1m[i]) - float(rssi[i])) / (10.0 * float(exponent[i])))
 
 
+@njit(cache=True, nogil=True)
+def settle_batch(
+    slots: I64, out: F64, tx: F64, level: F64, slot_tx: F64, exponent: F64, dist: F64,
+    dist_t: F64, last_t: F64, mark: I64, stamp: int, max_speed: float, stale_after: float,
+) -> None:  # fmt: skip
+    """After a tick's samples: each slot's level and power at 1 m are its last sample's
+    (``out``, ``tx``), then each touched slot (``mark`` set to ``stamp`` once) gets its
+    distance, moved at most ``max_speed`` since the previous one unless that one is stale."""
+    for i in range(slots.shape[0]):
+        level[slots[i]] = out[i]
+        slot_tx[slots[i]] = tx[i]
+    for i in range(slots.shape[0]):
+        k = slots[i]
+        if mark[k] == stamp:
+            continue
+        mark[k] = stamp
+        d = _distance(level[k], slot_tx[k], exponent[k])
+        prev, t = dist[k], last_t[k]
+        dt = t - dist_t[k]
+        if np.isfinite(prev) and np.isfinite(d) and dt <= stale_after:
+            d = min(max(d, prev - max_speed * dt), prev + max_speed * dt)
+        dist[k] = d
+        dist_t[k] = t
+
+
+def settle_batch_py(
+    slots: I64, out: F64, tx: F64, level: F64, slot_tx: F64, exponent: F64, dist: F64,
+    dist_t: F64, last_t: F64, mark: I64, stamp: int, max_speed: float, stale_after: float,
+) -> None:  # fmt: skip
+    """Pure-Python twin of ``settle_batch``, with numpy's whole-array operations."""
+    level[slots] = out  # repeated slots: the last assignment stays
+    slot_tx[slots] = tx
+    touched = np.unique(slots)
+    mark[touched] = stamp
+    d = distance(level[touched], slot_tx[touched], exponent[touched])
+    prev, t = dist[touched], last_t[touched]
+    dt = t - dist_t[touched]
+    gated = np.isfinite(prev) & np.isfinite(d) & (dt <= stale_after)
+    step = max_speed * dt[gated]
+    d[gated] = np.clip(d[gated], prev[gated] - step, prev[gated] + step)
+    dist[touched] = d
+    dist_t[touched] = t
+
+
 MIN_RSSI = -127.0
 """Below this an RSSI is not a measurement (BlueZ reports -127 for "unknown")."""
 MAX_RSSI = 0.0
@@ -547,6 +591,8 @@ def warm_up() -> None:
     i1 = np.zeros(1, np.int64)
     ema_batch(i1, one, one, 1.0, 1.0, new_state(1), np.zeros(1))
     log_distance(one, one, np.full(1, 2.0), np.zeros(1))
+    i0 = np.zeros(1, np.int64)
+    settle_batch(i1, one, one, one, one, one, one, one, new_state(1)[:, LAST_T], i0, 1, 1.0, 1.0)
     kalman_batch(i1, one, one, 1.0, 1.0, 3.0, 3.0, 1.0, new_state(1), np.zeros(1))
     one_euro_batch(i1, one, one, 1.0, 0.0, 1.0, 1.0, new_state(1), np.zeros(1))
     median_batch(i1, one, one, 1.0, *new_window(1, 4), np.zeros(1))

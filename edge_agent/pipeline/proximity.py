@@ -131,6 +131,8 @@ class DeviceTable:
         self._one_euro = k.one_euro_batch if use_jit else k.one_euro_batch_py
         self._median = k.median_batch if use_jit else k.median_batch_py
         self._distance = k.log_distance if use_jit else k.log_distance_py
+        self._settle_batch = k.settle_batch if use_jit else k.settle_batch_py
+        self._stamp = 0
         self._filters: dict[DeviceClass, tuple[int, FilterConfig]] = {}
         self._params: list[FilterConfig] = []
         self._slot_of: dict[tuple[str, str], int] = {}
@@ -150,6 +152,7 @@ class DeviceTable:
         ("filter", 0, np.int64),
         ("n", 2.0, np.float64),
         ("dist_t", -np.inf, np.float64),
+        ("mark", 0, np.int64),
     )
 
     def _alloc(self, n: int) -> None:
@@ -272,12 +275,7 @@ class DeviceTable:
                 if not sub.size:
                     continue
             self._run(params, s[sub], tt[sub], rr[sub], out, sub)
-        # the level of each touched slot is its last sample's output
-        rev = s[::-1]
-        touched, first_in_rev = np.unique(rev, return_index=True)
-        self._level[touched] = out[len(s) - 1 - first_in_rev]
-        self._tx[s] = np.asarray(tx, dtype=np.float64)
-        self._settle(touched)
+        self._settle(s, out, np.asarray(tx, dtype=np.float64))
         if not per_sample:
             return None
         sample_tx = np.asarray(tx, dtype=np.float64)
@@ -294,25 +292,18 @@ class DeviceTable:
             return
         s = np.asarray(slots, dtype=np.int64)
         np.maximum.at(self._last_t, s, np.asarray(t, dtype=np.float64))
-        self._level[s] = np.asarray(levels, dtype=np.float64)
-        self._tx[s] = np.asarray(tx, dtype=np.float64)
-        self._settle(np.unique(s))
+        self._settle(s, np.asarray(levels, dtype=np.float64), np.asarray(tx, dtype=np.float64))
 
-    def _settle(self, touched: np.ndarray) -> None:
-        """Distance of touched slots from their level, with the speed gate: a distance moves
-        at most ``max_speed_mps`` since the previous one (unless that one is stale)."""
-        a = self._arrays
-        dist = np.empty(len(touched))
-        self._distance(self._level[touched], self._tx[touched], a["n"][touched], dist)
-        prev = self._dist[touched]
-        t = self._last_t[touched]
-        dt = t - a["dist_t"][touched]
-        gated = np.isfinite(prev) & np.isfinite(dist) & (dt <= self.prox.gone_after_s)
-        if gated.any():
-            step = self.prox.max_speed_mps * dt[gated]
-            dist[gated] = np.clip(dist[gated], prev[gated] - step, prev[gated] + step)
-        self._dist[touched] = dist
-        a["dist_t"][touched] = t
+    def _settle(self, s: np.ndarray, levels: np.ndarray, tx: np.ndarray) -> None:
+        """Each touched slot's level and power from its last sample, then its distance, with
+        the speed gate: a distance moves at most ``max_speed_mps`` since the previous one
+        (unless that one is older than ``gone_after_s``)."""
+        a, prox = self._arrays, self.prox
+        self._stamp += 1
+        self._settle_batch(
+            s, levels, tx, self._level, self._tx, a["n"], self._dist, a["dist_t"],
+            self._last_t, a["mark"], self._stamp, prox.max_speed_mps, prox.gone_after_s,
+        )  # fmt: skip
 
     def _run(
         self,

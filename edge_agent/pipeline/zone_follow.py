@@ -25,6 +25,9 @@ class ZoneFollower:
         self._index = {z: k for k, z in enumerate(plan_zones) if z in followed}
         self._counts: dict[str, dict[str, float]] = {z: {} for z in self._index}
         self._placed: dict[str, tuple[str, tuple[tuple[str, float], ...]]] = {}
+        self._at: dict[str, Position] = {}
+        """The position each device was last placed by (heard again without a new one:
+        nothing to redo)."""
 
     def __bool__(self) -> bool:
         """Whether any zone is followed (a floor plan with crowd or dwell rules)."""
@@ -36,9 +39,12 @@ class ZoneFollower:
 
     def placed(self, ref: DeviceRef, pos: Position | None) -> None:
         """A device's latest fused position (``None``: it is no longer placed)."""
+        if pos is not None and self._at.get(ref.id) is pos:
+            return
         self.unplace(ref.id)
         if pos is None:
             return
+        self._at[ref.id] = pos
         kind = ref.kind.value
         probs = tuple((z, pos.zones[k]) for z, k in self._index.items() if pos.zones[k] > 1e-3)
         if probs:
@@ -49,6 +55,7 @@ class ZoneFollower:
 
     def unplace(self, device: str) -> None:
         """Take a device out of every count."""
+        self._at.pop(device, None)
         old = self._placed.pop(device, None)
         if old is not None:
             kind, probs = old

@@ -204,3 +204,38 @@ def test_median_window_full_duplicates_and_missing_samples(fn: object) -> None:
     # [-70 -60 -80 -90] [-60 -80 -90 -90]
     np.testing.assert_allclose(out, [-60, -60, -60, -60, -65, -65, -75, -85])
     assert window[4][0] == 4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_settle_matches_twin(seed: int) -> None:
+    """A tick's samples settle each slot: last sample wins (slots repeat), the distance moves
+    at most max_speed·dt from a fresh previous one, a stale or unknown previous one does not
+    hold it back, and a NaN level gives a NaN distance."""
+    rng = np.random.default_rng(seed)
+    n, slots = 200, 40
+    s = rng.integers(0, slots, n).astype(np.int64)
+    out = rng.normal(-70.0, 8.0, n)
+    out[rng.random(n) < 0.05] = np.nan
+    tx = rng.normal(-59.0, 2.0, n)
+    base = {
+        "level": np.zeros(slots), "slot_tx": np.zeros(slots),
+        "exponent": rng.uniform(1.8, 3.0, slots),
+        "dist": np.where(rng.random(slots) < 0.2, np.inf, rng.uniform(0.5, 15.0, slots)),
+        "dist_t": rng.uniform(0.0, 20.0, slots), "last_t": np.full(slots, 21.0),
+        "mark": np.zeros(slots, dtype=np.int64),
+    }  # fmt: skip
+    got = {k: v.copy() for k, v in base.items()}
+    want = {k: v.copy() for k, v in base.items()}
+    kernels.settle_batch(s, out, tx, *got.values(), 3, 1.5, 15.0)
+    kernels.settle_batch_py(s, out, tx, *want.values(), 3, 1.5, 15.0)
+    for key in base:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, err_msg=key)
+    touched = np.unique(s)
+    assert (got["mark"][touched] == 3).all() and (got["dist_t"][touched] == 21.0).all()
+    last = {int(k): i for i, k in enumerate(s)}
+    for k, i in last.items():
+        assert got["level"][k] == out[i] or (np.isnan(got["level"][k]) and np.isnan(out[i]))
+    fresh = np.isfinite(base["dist"]) & (21.0 - base["dist_t"] <= 15.0) & np.isfinite(got["dist"])
+    moved = np.abs(got["dist"] - base["dist"])[touched][fresh[touched]]
+    limit = (1.5 * (21.0 - base["dist_t"]))[touched][fresh[touched]]
+    assert (moved <= limit + 1e-9).all() and (moved == limit).any()  # the gate holds some back
