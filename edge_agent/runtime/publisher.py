@@ -107,6 +107,12 @@ def _forget(loop: asyncio.AbstractEventLoop, sock: Any, *, close: bool = False) 
             sock.close()
 
 
+ACK_EVERY_S = 0.2
+"""Acknowledged rows are deleted in one transaction at most this often (sooner when the
+in-flight window needs their room): one small transaction per acknowledgement cost more CPU
+than everything else the publisher does for that message."""
+
+
 class Publisher:
     """Sends outbox rows to the broker; owns the connection and its reconnect loop."""
 
@@ -448,41 +454,50 @@ class Publisher:
         queue: deque[OutboxRow] = deque()
         inflight = self._inflight
         generation = self.outbox.generation
-        while not lost.is_set() and not self._closing:
-            self._wake.clear()
-            if self.outbox.generation != generation:  # rows were erased: read them again
-                generation = self.outbox.generation
-                queue.clear()
-            # Acknowledged rows are deleted on every pass, before more is sent: at most
-            # ``window`` rows are ever sent and not yet deleted, so at most that many can be sent
-            # a second time after a crash or a lost connection. (Holding acks back to batch
-            # them stalls the window: delayed TCP ACKs meet the broker's Nagle.)
-            if self._acked or self._rejected:
-                self._flush_acks()
-            room = window - len(inflight)
-            while room > 0:
-                if not queue:
-                    queue.extend(self.outbox.pending(self._last_sent, chunk))
+        ack_due = time.monotonic() + ACK_EVERY_S
+        try:
+            while not lost.is_set() and not self._closing:
+                self._wake.clear()
+                if self.outbox.generation != generation:  # rows were erased: read them again
+                    generation = self.outbox.generation
+                    queue.clear()
+                # Acknowledged rows are deleted in one transaction every ACK_EVERY_S, or at once
+                # when the window needs their room: at most ``window`` rows are ever sent and not
+                # yet deleted, so at most that many can be sent a second time after a crash or a
+                # lost connection. (Holding acks back stalls no window: their room is freed the
+                # moment it is wanted.)
+                acked = len(self._acked) + len(self._rejected)
+                if acked and (acked + len(inflight) >= window or time.monotonic() >= ack_due):
+                    self._flush_acks()
+                    ack_due, acked = time.monotonic() + ACK_EVERY_S, 0
+                room = window - len(inflight) - acked
+                while room > 0:
                     if not queue:
+                        queue.extend(self.outbox.pending(self._last_sent, chunk))
+                        if not queue:
+                            break
+                    row = queue[0]
+                    info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        # Not sent (queue full or connection gone): retried on the next pass.
+                        _LOGGER.debug("broker %s: publish rc %s", self.broker, info.rc)
                         break
-                row = queue[0]
-                info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    # Not sent (queue full or connection gone): retried on the next pass.
-                    _LOGGER.debug("broker %s: publish rc %s", self.broker, info.rc)
-                    break
-                queue.popleft()
-                if row.qos == 0:
-                    self._acked.append(row.seq)
-                else:
-                    inflight[info.mid] = row.seq
-                self._last_sent = row.seq
-                room -= 1
-            try:
-                async with asyncio.timeout(1.0):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+                    queue.popleft()
+                    if row.qos == 0:
+                        self._acked.append(row.seq)
+                    else:
+                        inflight[info.mid] = row.seq
+                    self._last_sent = row.seq
+                    room -= 1
+                held = self._acked or self._rejected
+                wait = max(0.0, ack_due - time.monotonic()) if held else 1.0
+                try:
+                    async with asyncio.timeout(min(wait, 1.0)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            self._flush_acks()  # what the broker acknowledged goes, however the session ends
 
 
 class _Link:

@@ -239,3 +239,8 @@ def test_settle_matches_twin(seed: int) -> None:
     moved = np.abs(got["dist"] - base["dist"])[touched][fresh[touched]]
     limit = (1.5 * (21.0 - base["dist_t"]))[touched][fresh[touched]]
     assert (moved <= limit + 1e-9).all() and (moved == limit).any()  # the gate holds some back
+
+
+def test_warm_up_loads_every_kernel() -> None:
+    """What the agent runs before its first tick (a bad argument there stops the agent)."""
+    kernels.warm_up()
