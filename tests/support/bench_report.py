@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_agent.tools import capacity
 from tests.support.paths import ROOT
 
 REPO = ROOT
@@ -23,17 +23,9 @@ END = "<!-- bench:end -->"
 
 
 def machine() -> str:
-    """CPU model, cores, Python, the date: what a reader needs to weigh the figures."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The CPU and cores (``edge-agent bench``'s words), the OS, Python and the date."""
     return (
-        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"{capacity.machine()}, {platform.system()} {platform.release()}, "
         f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
     )
 

@@ -146,3 +146,53 @@ def test_a_failing_source_ends_the_feed_with_its_error() -> None:
 
     with pytest.raises(SourceError, match="the adapter is gone"):
         asyncio.run(consume())
+
+
+class _Radio:
+    """A live source: an advert every millisecond, offered (never waited for)."""
+
+    name = "radio"
+    live = True
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def wall_at(self, t: float) -> float:
+        return t
+
+    async def run(self, sink: AdvertSink) -> None:
+        n = 0
+        while True:
+            sink.offer(Advert(f"C0:00:00:00:00:{n % 200:02X}", -60, self.now(), 0.0, "hci0"))
+            n += 1
+            await asyncio.sleep(0.001)
+
+    def adapter_health(self) -> list[AdapterHealth]:
+        return []
+
+
+def test_a_live_feed_wakes_once_a_tick_when_asked_to_gather() -> None:
+    """With ``gather`` (the rest of a 50 ms tick), a radio sending every millisecond is handed
+    out in one batch a tick, not one per wake-up (hundreds)."""
+
+    async def go() -> tuple[list[int], float]:
+        sizes: list[int] = []
+        async with SourceFeed(_Radio(), 10_000, signals=False) as feed:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+
+            def rest_of_tick() -> float:
+                return 0.05 - loop.time() % 0.05
+
+            async for batch in feed.batches(0.05, rest_of_tick):
+                sizes.append(len(batch))
+                if sum(sizes) >= 300:
+                    feed.stop()
+            return sizes, loop.time() - start
+
+    sizes, took = asyncio.run(go())
+    assert sum(sizes) >= 300
+    assert len(sizes) <= took / 0.05 + 2, (sizes, took)
