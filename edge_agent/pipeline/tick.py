@@ -246,9 +246,10 @@ class Pipeline:
             if log is not None and ref.publish:
                 logged.append((i, adv, ref.id))
             if ref.presence:  # sensors and fixed devices are heard, not located
-                touched[ref.id] = None
-                if feed is not None:
+                if feed is not None:  # on a floor plan, news comes from fusion (below)
                     feed.local(ref, adv.receiver, adv.rssi, default_tx if tx is None else tx)
+                else:
+                    touched[ref.id] = None
         self.stats.adverts += len(adverts)
         per_sample = table.flush(per_sample=log is not None)
         if log is not None and per_sample is not None:
@@ -260,7 +261,10 @@ class Pipeline:
         presence = self.presence
         if feed is not None:
             self.fused = feed.step(now)
-            for device in self.fused:  # every device placed anew is looked at now
+            # On a floor plan a device's zone follows its fused position: the news is a new
+            # position (an advert between two steps changes nothing the zone machine decides
+            # on; its timers see to the rest).
+            for device in self.fused:
                 if device not in self._refs:
                     self._refs[device] = feed.refs[device]  # heard by another gateway only
                 touched[device] = None

@@ -108,3 +108,34 @@ def test_devices_without_news_are_looked_at_only_when_a_timer_expires(
     assert after[12.1] == after[22.1] == 200
     exits = [e for e in events if e.type == "exit"]
     assert len(exits) == 200 and all(24.0 <= e.wall - 1.7e9 <= 24.2 for e in exits)
+
+
+def test_on_a_floor_plan_a_device_is_looked_at_on_a_new_position_not_each_advert() -> None:
+    """A cart heard by two receivers every tick (10 a second) for 5 s: fusion steps it every
+    ``step_s`` (0.25 s), and the zone machine looks at it then (and when a timer of its
+    expires), not at each of its 100 adverts."""
+    from edge_agent.models import IBeaconFrame
+    from firmware_sim.encoders import encode_ibeacon
+    from firmware_sim.serve import CART_UUID
+    from tests.support.paths import CONFIG_DIR
+    from tests.support.ticks import run_ticks
+
+    p = Pipeline(load_config(CONFIG_DIR / "agent.toml"))
+    assert p.fusion is not None and p.cfg.fusion.step_s == 0.25
+    frame = {0x004C: encode_ibeacon(IBeaconFrame(CART_UUID, 1, 7, -59))}
+    heard = [
+        Advert("C1:00:00:00:00:07", rssi, t, 1.7e9 + t, rx, "random", frame)
+        for t in (i * 0.1 for i in range(50))
+        for rx, rssi in (("rx-entrance", -62), ("rx-produce", -82))
+    ]
+    looked: list[float] = []
+    evaluate = p.presence.evaluate
+
+    def counting(*args, **kw):  # type: ignore[no-untyped-def]
+        looked.append(args[2])
+        return evaluate(*args, **kw)
+
+    p.presence.evaluate = counting  # type: ignore[method-assign]
+    events = run_ticks(p, heard, 5.0)
+    assert any(e.type == "enter" for e in events)
+    assert len(looked) <= 5.0 / 0.25 + 5, looked  # not 50 ticks' worth
