@@ -166,6 +166,7 @@ class Pipeline:
         """Anonymous journey figures per interval."""
         self.decode_stats = DecodeStats()
         self.frame_cache = FrameCache(max(FRAME_CACHE_SIZE, cfg.pipeline.max_devices))
+        """Frames decoded lately, by payload bytes (a generation holds every device tracked)."""
         self.chatter = Chatter(cfg.pipeline.drop)
         """Advertisers dropped before any work (counted in ``decode_stats.dropped``)."""
         self.stats = PipelineStats()
