@@ -16,7 +16,6 @@ from edge_agent.tools.mosquitto import LocalMosquitto, terminate
 from firmware_sim.dbus import PrivateBus
 from tests.support import radio_bench as radio
 from tests.support.bench_report import record
-from tests.support.virtual_bluez import BluezProcess
 
 pytestmark = pytest.mark.bench
 
@@ -96,12 +95,7 @@ def test_start_up_cold_and_warm_cache(tmp_path: Path, mosquitto: LocalMosquitto)
     cache = tmp_path / "numba-cache"
     times = []
     with PrivateBus() as bus:
-        bluez = BluezProcess(
-            bus, "hci0", "--flood", "200", "--flood-rate", "1000", "--flood-sensors", "20"
-        )
-        i = bluez.argv.index("--scenario")
-        del bluez.argv[i : i + 2]
-        bluez.start()
+        bluez = radio.flood(bus, radio.Stream(1_000))
         try:
             for run in ("cold", "warm"):
                 sub = radio.Subscriber(mosquitto, radio.AGENT_ROOT + "/sensor/#")

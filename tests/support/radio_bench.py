@@ -186,6 +186,19 @@ def theengs_argv(broker: LocalMosquitto, tmp: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def flood(bus: PrivateBus, stream: Stream, probes: Path | None = None) -> BluezProcess:
+    """The virtual BlueZ serving ``stream`` on hci0 (no scenario), started."""
+    extra = ["--flood-probes", str(probes)] if probes is not None else []
+    bluez = BluezProcess(
+        bus, "hci0",
+        "--flood", str(stream.devices), "--flood-rate", str(stream.rate),
+        "--flood-sensors", str(stream.sensors), *extra,
+    )  # fmt: skip
+    i = bluez.argv.index("--scenario")
+    del bluez.argv[i : i + 2]
+    return bluez.start()
+
+
 def measure(
     program: str,
     argv: Sequence[str],
@@ -205,14 +218,7 @@ def measure(
     probes = tmp / "probes.txt"
     probes.unlink(missing_ok=True)
     with PrivateBus() as bus:
-        bluez = BluezProcess(
-            bus, "hci0",
-            "--flood", str(stream.devices), "--flood-rate", str(stream.rate),
-            "--flood-sensors", str(stream.sensors), "--flood-probes", str(probes),
-        )  # fmt: skip
-        i = bluez.argv.index("--scenario")
-        del bluez.argv[i : i + 2]
-        bluez.start()
+        bluez = flood(bus, stream, probes)
         sub = Subscriber(broker, pattern)
         log = (tmp / f"{program}.log").open("w")
         proc = subprocess.Popen(

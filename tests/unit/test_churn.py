@@ -56,6 +56,19 @@ def test_the_resolution_cache_is_bounded_and_keeps_what_is_used() -> None:
         cache["kept"]
 
 
+def _count_looks(p: Pipeline) -> list[float]:
+    """The times the zone machine looks at a device from now on (one entry per look)."""
+    looked: list[float] = []
+    evaluate = p.presence.evaluate
+
+    def counting(*args, **kw):  # type: ignore[no-untyped-def]
+        looked.append(args[2])
+        return evaluate(*args, **kw)
+
+    p.presence.evaluate = counting  # type: ignore[method-assign]
+    return looked
+
+
 def test_devices_without_news_are_looked_at_only_when_a_timer_expires(
     write_config: Callable[[str], Path],
 ) -> None:
@@ -81,14 +94,7 @@ def test_devices_without_news_are_looked_at_only_when_a_timer_expires(
         for t in (i * 1.0 for i in range(10))
         for c in range(200)
     ]
-    looked: list[float] = []
-    evaluate = p.presence.evaluate
-
-    def counting(*args, **kw):  # type: ignore[no-untyped-def]
-        looked.append(args[2])
-        return evaluate(*args, **kw)
-
-    p.presence.evaluate = counting  # type: ignore[method-assign]
+    looked = _count_looks(p)
     due = p.sensors._due
     beacons_looked: list[tuple[float, int]] = []
 
@@ -128,14 +134,7 @@ def test_on_a_floor_plan_a_device_is_looked_at_on_a_new_position_not_each_advert
         for t in (i * 0.1 for i in range(50))
         for rx, rssi in (("rx-entrance", -62), ("rx-produce", -82))
     ]
-    looked: list[float] = []
-    evaluate = p.presence.evaluate
-
-    def counting(*args, **kw):  # type: ignore[no-untyped-def]
-        looked.append(args[2])
-        return evaluate(*args, **kw)
-
-    p.presence.evaluate = counting  # type: ignore[method-assign]
+    looked = _count_looks(p)
     events = run_ticks(p, heard, 5.0)
     assert any(e.type == "enter" for e in events)
     assert len(looked) <= 5.0 / 0.25 + 5, looked  # not 50 ticks' worth

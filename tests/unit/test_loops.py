@@ -154,9 +154,6 @@ class _Radio:
     name = "radio"
     live = True
 
-    def __init__(self) -> None:
-        self.t = 0.0
-
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
