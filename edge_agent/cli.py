@@ -411,6 +411,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_agent.tools.calibrate import (
         ask_stdin,
         fit_captures,
+        fit_radio_map,
         interactive,
         parse_distances,
         to_toml,
@@ -423,8 +424,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--interactive needs --config and --device")
     if args.captures and not args.receivers:
         raise UsageError("--from needs --receivers (positions JSON)")
+    if args.radio_map and not args.captures:
+        raise UsageError("--radio-map needs --from (a survey's captures with truth)")
     cfg = _optional_config(args.config)
     prox = cfg.proximity if cfg is not None else ProximityConfig()
+    rmap = None
     if cfg is not None and args.interactive:
         _setup_logging(args.log_level)
         distances = parse_distances(str(args.distances))
@@ -444,12 +448,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         sources = [Path(f) for f in args.captures]
         positions = ev.load_positions(Path(args.receivers))
-        receivers = fit_captures(prox, [ev.load_capture(p) for p in sources], positions)
+        captures = [ev.load_capture(p) for p in sources]
+        receivers = fit_captures(prox, captures, positions)
+        if args.radio_map:
+            rmap = fit_radio_map(captures, positions, receivers, prox.tx_power_1m_dbm)
         origin = ", ".join(str(p.resolve()) for p in sources)
     out = Path(args.out)
-    out.write_text(to_toml(receivers, origin, prox.tx_power_1m_dbm, out.name), encoding="utf-8")
+    out.write_text(
+        to_toml(receivers, origin, prox.tx_power_1m_dbm, out.name, rmap), encoding="utf-8"
+    )
     for r in receivers:
         print(r.summary())
+    if rmap is not None:
+        print(
+            f"radio map: {len(rmap.correction_db)} receivers on {rmap.nx} × {rmap.ny} cells of "
+            f"{rmap.cell_m:g} m from ({rmap.x0:g}, {rmap.y0:g})"
+        )
     warned = sum(bool(r.notes) for r in receivers)
     print(
         f"wrote {args.out} ({len(receivers)} receivers"

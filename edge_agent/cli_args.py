@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=POSITIVE, default=20.0, help="recorded per distance")
     p.add_argument("--receiver", help="receiver held against (default: loudest at the first)")
     p.add_argument("--out", required=True, help="calibration TOML to write")
+    p.add_argument(
+        "--radio-map",
+        action="store_true",
+        help="with --from: also fit the survey's radio map (fusion's shadowing, per place)",
+    )
     p.add_argument("--config", "-c", help="take [proximity] (filter, tx power) from this config")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="WARNING")
     p.set_defaults(command="calibrate")

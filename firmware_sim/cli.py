@@ -36,6 +36,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_survey(args: argparse.Namespace) -> int:
+    """Walk a survey beacon across the store; write the capture and the receivers' positions."""
+    from firmware_sim.survey import SurveyWalk, survey, write
+
+    if not (0.2 <= args.spacing <= 10.0) or not (0.2 <= args.pace <= 3.0):
+        print("error: --spacing: 0.2–10 m, --pace: 0.2–3 m/s", file=sys.stderr)
+        return 2
+    spec = load_scenario(args.scenario)
+    walk = SurveyWalk(spacing_m=args.spacing, speed_mps=args.pace)
+    cap = survey(spec, walk, args.seed)
+    write(cap, spec, Path(args.out), Path(args.receivers_out))
+    minutes = (float(cap.t[-1]) if len(cap.t) else 0.0) / 60.0
+    print(
+        f"{len(cap.t)} samples of {len(cap.receivers)} receivers over a {minutes:.1f}-minute walk "
+        f"(lines {args.spacing:g} m apart at {args.pace:g} m/s): {args.out}, {args.receivers_out}"
+    )
+    return 0
+
+
 def cmd_bluez(args: argparse.Namespace) -> int:
     """Serve a scenario as a virtual BlueZ until SIGTERM/SIGINT."""
     from firmware_sim.bluez import VirtualBlueZ
@@ -106,6 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--record", help="write adverts as JSONL (edge-agent replay reads it)")
     p.add_argument("--truth", help="write ground truth as JSONL (one line per device per second)")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser(
+        "survey",
+        help="walk a survey beacon across a scenario's floor: a capture with truth for "
+        "edge-agent calibrate --from … --radio-map",
+    )
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--out", required=True, help="capture CSV to write (with truth columns)")
+    p.add_argument("--receivers-out", required=True, help="receiver positions JSON to write")
+    p.add_argument("--spacing", type=float, default=1.0, help="metres between the lines walked")
+    p.add_argument("--pace", type=float, default=1.0, help="walking speed, m/s")
+    p.add_argument("--seed", type=int, help="the scenario's seed (its shadowing)")
+    p.set_defaults(func=cmd_survey)
     p = sub.add_parser(
         "bluez",
         help="serve a scenario as a virtual BlueZ on D-Bus (bleak scans it like the real one)",

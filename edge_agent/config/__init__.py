@@ -5,6 +5,7 @@ names. Importing this package reads nothing."""
 from edge_agent.config.floor import (
     CalibrationConfig,
     FusionConfig,
+    RadioMapConfig,
     ReceiverCalibration,
     ReceiverConfig,
     ZoneConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "PresenceConfig",
     "PrivacyConfig",
     "ProximityConfig",
+    "RadioMapConfig",
     "ReceiverCalibration",
     "ReceiverConfig",
     "SensorsConfig",

@@ -69,6 +69,53 @@ class ReceiverCalibration(_Section):
     """The mean-signal model's exponent."""
 
 
+MAP_SIDE_CELLS = 4000
+"""A radio map's side, cells at most."""
+MAP_MAX_CELLS = 1_000_000
+"""A radio map's cells at most."""
+MAP_MAX_DB = 40.0
+"""A radio map's correction at most, dB either way (NaN is refused too)."""
+
+
+class RadioMapConfig(_Section):
+    """``[calibration.radio_map]``: a site survey's corrections to the mean-signal model, per
+    receiver and place, as ``edge-agent calibrate --radio-map`` writes them (fusion adds them
+    to the signal it expects from each cell of the floor plan)."""
+
+    x0: float = Field(ge=-10_000, le=10_000)
+    """West edge of the map's grid, metres."""
+    y0: float = Field(ge=-10_000, le=10_000)
+    """South edge, metres."""
+    cell_m: float = Field(gt=0.05, le=10)
+    """Cell size, metres."""
+    nx: int = Field(ge=1, le=MAP_SIDE_CELLS)
+    """Cells west to east."""
+    ny: int = Field(ge=1, le=MAP_SIDE_CELLS)
+    """Cells south to north (cell ``(i, j)`` is value ``i * ny + j``)."""
+    length_m: float = Field(0.7, gt=0, le=20)
+    """How far one survey sample spoke for when it was fitted, metres (for the record)."""
+    correction_db: dict[Annotated[str, Field(pattern=RECEIVER_PATTERN)], list[float]] = Field(
+        default_factory=dict
+    )
+    """Receiver id (this gateway's own radios) → the survey's mean signal less the model's in
+    every cell, dB."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RadioMapConfig:
+        cells = self.nx * self.ny
+        if cells > MAP_MAX_CELLS:
+            raise ValueError(f"nx × ny = {cells:,} cells: at most {MAP_MAX_CELLS:,}")
+        for name, values in self.correction_db.items():
+            if len(values) != cells:
+                raise ValueError(
+                    f"correction_db.{name}: {len(values)} values, nx × ny = {cells} expected"
+                )
+            bad = next((v for v in values if not -MAP_MAX_DB <= v <= MAP_MAX_DB), None)
+            if bad is not None:
+                raise ValueError(f"correction_db.{name}: {bad} dB is not within ±{MAP_MAX_DB:g} dB")
+        return self
+
+
 class CalibrationConfig(_Section):
     """``[calibration]``: per-receiver models fitted by ``edge-agent calibrate``, from
     ``file`` (the TOML it writes, relative to this file) and/or inline ``[[calibration.receivers]]``
@@ -79,6 +126,8 @@ class CalibrationConfig(_Section):
     """Calibration TOML to include."""
     receivers: list[ReceiverCalibration] = Field(default_factory=list)
     """The fitted receivers."""
+    radio_map: RadioMapConfig | None = None
+    """A site survey's corrections (``edge-agent calibrate --radio-map``); fusion only."""
 
     def by_receiver(self) -> dict[str, ReceiverCalibration]:
         """Receiver id → its calibration (the last entry for an id wins)."""

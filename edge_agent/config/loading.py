@@ -26,6 +26,9 @@ from edge_agent.errors import ConfigError, ConfigIssue
 from edge_agent.ids import PATTERN_MESSAGES, redact_userinfo
 from edge_agent.inputs import InputError
 
+CALIBRATION_MAX_BYTES = 16 << 20
+"""A calibration file at most: its radio map holds a value per receiver and cell."""
+
 
 def read_text(path: Path) -> str:
     """A configuration file's text (bounded, UTF-8); ``ConfigError`` when it cannot be read."""
@@ -107,8 +110,11 @@ def validate(
 
 def read_calibration(path: Path) -> CalibrationConfig:
     """A calibration TOML as ``edge-agent calibrate`` writes it (``ConfigError`` naming the
-    file, line and key when it is wrong)."""
-    text = read_text(path)
+    file, line and key when it is wrong); a radio map makes it larger than a configuration."""
+    try:
+        text = inputs.read_text(path, CALIBRATION_MAX_BYTES)
+    except InputError as err:
+        raise ConfigError(str(path), [ConfigIssue("", err.reason)]) from None
     try:
         parsed = CalibrationConfig.model_validate(tomllib.loads(text).get("calibration", {}))
     except tomllib.TOMLDecodeError as err:
@@ -145,6 +151,8 @@ def _include_calibration(
     parsed = read_calibration(path)
     inline = section.get("receivers", [])
     section["receivers"] = [r.model_dump() for r in parsed.receivers] + list(inline)
+    if parsed.radio_map is not None and "radio_map" not in section:
+        section["radio_map"] = parsed.radio_map.model_dump()
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -422,6 +430,22 @@ def _floor_checks(
 ) -> Iterable[ConfigIssue]:
     """The floor plan: every receiver placed once any is, every zone a shape, receivers on
     the plan, zones that do not overlap unless both allow it."""
+    rmap = cfg.calibration.radio_map
+    if rmap is not None:
+        own = {r.id for r in cfg.receivers if r.key(cfg.gateway.id) == r.id}
+        for name in rmap.correction_db:
+            if name not in own:
+                yield issue(
+                    ("calibration", "radio_map", "correction_db", name),
+                    None,
+                    "not one of this gateway's receivers (a radio map corrects its own receivers)",
+                )
+        if not cfg.floor_plan:
+            yield issue(
+                ("calibration", "radio_map"),
+                None,
+                "a radio map needs a floor plan: give the receivers their x and y",
+            )
     if not cfg.floor_plan:
         for i, zone in enumerate(cfg.zones):
             if zone.shape is not None:

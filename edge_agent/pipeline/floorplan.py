@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from edge_agent import geometry
 from edge_agent.config import AgentConfig
+from edge_agent.pipeline import radiomap
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
@@ -109,7 +110,12 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
     n = np.array([model[k][1] for k in keys], dtype=np.float64)
     dz = xyz[:, 2:3] - fusion.tag_height_m
     d = np.sqrt((cx[None, :] - xyz[:, 0:1]) ** 2 + (cy[None, :] - xyz[:, 1:2]) ** 2 + dz**2)
-    gain = (-10.0 * n[:, None] * np.log10(np.maximum(d, 0.1))).astype(np.float32)
+    gain = -10.0 * n[:, None] * np.log10(np.maximum(d, 0.1))
+    rmap = cfg.calibration.radio_map
+    if rmap is not None:  # the site survey's shadowing, where it went
+        for r, key in enumerate(keys):
+            gain[r] += radiomap.correction(rmap, key, cx, cy)
+    gain = gain.astype(np.float32)
     owner = np.argmin(d, axis=0).astype(np.int64) if len(placed) else np.zeros(nx * ny, np.int64)
     starts = [0]
     cells: list[I64] = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.config import AgentConfig, ProximityConfig, ReceiverCalibration
+from edge_agent.config import AgentConfig, ProximityConfig, RadioMapConfig, ReceiverCalibration
 from edge_agent.errors import CalibrationError
 from edge_agent.models import Advert
 from edge_agent.pipeline import kernels
@@ -22,7 +22,7 @@ from edge_agent.pipeline.identity import Identity
 from edge_agent.pipeline.proximity import stated_tx
 from edge_agent.runtime.sources import AdvertSource, SourceFeed
 from edge_agent.tools import evaluation as ev
-from edge_agent.tools.positioning import fit_mean_model
+from edge_agent.tools.positioning import fit_mean_model, survey_map
 
 MIN_STEP_ADVERTS = 5
 """Adverts a receiver must hear at each distance for its median to mean something."""
@@ -118,9 +118,33 @@ def fit_captures(
     return out
 
 
-def to_toml(fits: Sequence[Fitted], origin: str, tx: int, file_name: str) -> str:
+def fit_radio_map(
+    captures: Sequence[ev.Capture],
+    positions: dict[str, tuple[float, float, float]],
+    fits: Sequence[Fitted],
+    tx: float,
+) -> RadioMapConfig:
+    """The survey's radio map (``--radio-map``) against the mean-signal model just fitted."""
+    model = {
+        f.calibration.id: (tx - (f.calibration.mean_offset_db or 0.0), f.calibration.mean_exponent)
+        for f in fits
+        if f.calibration.mean_exponent is not None
+    }
+    rmap = survey_map([(c, ev.true_distances(c, positions)) for c in captures], model)
+    if rmap is None:
+        raise CalibrationError("radio map", "no sample of a fitted receiver in the captures")
+    return rmap
+
+
+def to_toml(
+    fits: Sequence[Fitted],
+    origin: str,
+    tx: int,
+    file_name: str,
+    rmap: RadioMapConfig | None = None,
+) -> str:
     """The file ``calibrate --out`` writes; ``origin`` says what it was fitted from, and every
-    receiver's quality and warnings stand above it as comments."""
+    receiver's quality and warnings stand above it as comments; then the radio map, if any."""
     lines = [
         f"# Written by edge-agent calibrate from: {origin}",
         f"# Offsets assume beacons that state {tx} dBm at 1 m (proximity.tx_power_1m_dbm).",
@@ -142,6 +166,24 @@ def to_toml(fits: Sequence[Fitted], origin: str, tx: int, file_name: str) -> str
                 f"mean_offset_db = {r.mean_offset_db}",
                 f"mean_exponent = {r.mean_exponent}",
             ]
+        lines += [""]
+    if rmap is not None:
+        lines += [
+            "# The site survey's radio map: per receiver, how much louder (dB) each place of a",
+            f"# {rmap.cell_m:g} m grid heard the survey than the mean-signal model above says",
+            "# (cell (i, j) is value i * ny + j); fusion adds it to what it expects there.",
+            "[calibration.radio_map]",
+            f"x0 = {rmap.x0}",
+            f"y0 = {rmap.y0}",
+            f"cell_m = {rmap.cell_m}",
+            f"nx = {rmap.nx}",
+            f"ny = {rmap.ny}",
+            f"length_m = {rmap.length_m}",
+            "",
+            "[calibration.radio_map.correction_db]",
+        ]
+        for name, values in rmap.correction_db.items():
+            lines.append(f'"{name}" = [{", ".join(f"{v:g}" for v in values)}]')
         lines += [""]
     return "\n".join(lines)
 

@@ -36,12 +36,13 @@ from edge_agent.config import (
     GatewayConfig,
     PrivacyConfig,
     ProximityConfig,
+    RadioMapConfig,
     ReceiverCalibration,
     ReceiverConfig,
 )
 from edge_agent.config.sections import PolicyConfig
 from edge_agent.models import Advert
-from edge_agent.pipeline import kernels
+from edge_agent.pipeline import kernels, radiomap
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.tools import evaluation as ev
 
@@ -55,6 +56,9 @@ CAPTURE_ADDRESS = "C0:FF:EE:00:00:01"
 TARGETS = {"median_m": 1.3, "p90_m": 3.0, "nearest": 0.65}
 """DESIGN §5: median and p90 position error (at most), nearest-receiver share (at least)."""
 OURS = "ours (fusion)"
+"""Fusion calibrated on the other tracks: the mean-signal model and their radio map."""
+NO_MAP = "ours (fusion, no radio map)"
+"""Fusion with the mean-signal model only."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,6 +120,36 @@ def fit_mean_model(
     return out
 
 
+def survey_map(
+    parts: Sequence[tuple[ev.Capture, F64]], model: dict[str, tuple[float, float]]
+) -> RadioMapConfig | None:
+    """The radio map of captures with truth (and each sample's true distance): every valid
+    raw sample against its receiver's mean-signal ``model`` (RSSI at 1 m, exponent; ``*``
+    for receivers without one of their own), at its true position; ``None`` without one."""
+    xs: list[F64] = []
+    ys: list[F64] = []
+    rxs: list[ev.I64] = []
+    res: list[F64] = []
+    names = sorted({n for cap, _ in parts for n in cap.receivers})
+    for cap, dist in parts:
+        ok = kernels.valid_rssi(cap.rssi)
+        for i, name in enumerate(cap.receivers):
+            fitted = model.get(name, model.get("*"))
+            if fitted is None:
+                continue
+            at_1m, n = fitted
+            m = ok & (cap.receiver == i)
+            xs.append(cap.truth[m, 0])
+            ys.append(cap.truth[m, 1])
+            rxs.append(np.full(int(m.sum()), names.index(name), dtype=np.int64))
+            res.append(cap.rssi[m] - (at_1m - 10.0 * n * np.log10(np.maximum(dist[m], 0.1))))
+    if not xs or not sum(len(x) for x in xs):
+        return None
+    return radiomap.fit(
+        np.concatenate(xs), np.concatenate(ys), np.concatenate(rxs), np.concatenate(res), names
+    )
+
+
 def agent_config(
     positions: dict[str, tuple[float, float, float]],
     receivers: Sequence[str],
@@ -123,9 +157,10 @@ def agent_config(
     distance_cal: dict[str, tuple[float, float]],
     prox: ProximityConfig,
     fusion: FusionConfig,
+    rmap: RadioMapConfig | None = None,
 ) -> AgentConfig:
-    """The agent's config for a capture: its receivers on the plan, calibrated (both models),
-    every device followed."""
+    """The agent's config for a capture: its receivers on the plan, calibrated (both models,
+    and the radio map ``rmap``), every device followed."""
     tx = prox.tx_power_1m_dbm
     cal = []
     for name in receivers:
@@ -153,7 +188,7 @@ def agent_config(
                 ReceiverConfig(id=r, x=positions[r][0], y=positions[r][1], z=positions[r][2])
                 for r in receivers
             ],
-            "calibration": {"receivers": cal},
+            "calibration": {"receivers": cal, "radio_map": rmap},
         }
     )
 
@@ -277,12 +312,16 @@ def score_methods(
             cals[name] = ev.fit_calibration(
                 [(captures[j], smoothed[name][j], dist_true[j]) for j in others]
             )
-        cfg = agent_config(positions, cap.receivers, mean_model, cals["ours"], prox, fusion)
-        xy, near_names = fused(cap, cfg, times)
-        near_idx = np.array(
-            [cap.receivers.index(n) if n else -1 for n in near_names], dtype=np.int64
-        )
-        results[OURS] = (xy, near_idx)
+        rmap = survey_map([(captures[j], dist_true[j]) for j in others if j != k], mean_model)
+        for method, with_map in ((OURS, rmap), (NO_MAP, None)):
+            cfg = agent_config(
+                positions, cap.receivers, mean_model, cals["ours"], prox, fusion, with_map
+            )
+            xy, near_names = fused(cap, cfg, times)
+            near_idx = np.array(
+                [cap.receivers.index(n) if n else -1 for n in near_names], dtype=np.int64
+            )
+            results[method] = (xy, near_idx)
         raw_latest = _latest(cap, np.where(kernels.valid_rssi(cap.rssi), cap.rssi, np.nan), times)
         k_raw = _pick(raw_latest, lowest=False)
         results["strongest receiver (raw RSSI)"] = (rx_xy[k_raw], k_raw)
@@ -377,7 +416,7 @@ def verdict(scores: Sequence[PositionScore]) -> list[str]:
     """pass/FAIL lines: each target, and each figure better than every baseline."""
     pooled = {s.method: s for s in scores if s.track == "all"}
     me = pooled[OURS]
-    rest = [s for m, s in pooled.items() if m != OURS]
+    rest = [s for m, s in pooled.items() if m not in (OURS, NO_MAP)]
     lines = []
     for key, label, higher in (
         ("median_m", "median position error", False),

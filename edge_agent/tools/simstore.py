@@ -41,7 +41,7 @@ def store_report(
         progress(f"simulating {duration_s:g} s of the store")
     run = scoring.run_store(scenario, duration_s, seed)
     filters = ev.baselines(ev.ours(cfg.proximity, run.slot_classes))
-    scores = scoring.score_store(run, cfg, filters, progress)
+    scores = scoring.score_store(run, cfg, filters, progress, scenario, seed)
     return _with_verdict(scoring.report(scores), scoring.verdict(scores))
 
 
