@@ -91,7 +91,8 @@ def test_eval_command_prints_every_filter_and_every_way_of_placing_a_device() ->
     lines = placed.splitlines()[2:]
     verdict = [line for line in lines if line.startswith(("pass:", "FAIL:"))]
     rows = {line.split("  ")[0].strip(): line for line in lines if line not in verdict}
-    assert positioning.OURS in rows and "1/d² centroid (today)" in rows
+    assert positioning.OURS in rows and positioning.NO_MAP in rows
+    assert "1/d² centroid (today)" in rows
     assert "trilateration (least squares)" in rows and "strongest receiver (raw RSSI)" in rows
     assert "ESPresense 1-Euro + nearest receiver" in rows
     assert all(row.count("%") == 3 for row in rows.values())  # two tracks and all
