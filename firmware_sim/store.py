@@ -141,10 +141,19 @@ class ScenarioSpec(_M):
 
 
 def load_scenario(path: str | Path) -> ScenarioSpec:
-    """Read and validate a scenario file."""
+    """Read and validate a scenario file. ``base = "other.toml"`` (relative to it) starts
+    from another scenario: each top-level key given here replaces the base's."""
     path = Path(path)
     try:
         data = tomllib.loads(inputs.read_text(path))
+        base = data.pop("base", None)
+        if base is not None:
+            if not isinstance(base, str):
+                raise ScenarioError(str(path), "base: a scenario file's path")
+            under = tomllib.loads(inputs.read_text(path.parent / base))
+            if "base" in under:
+                raise ScenarioError(str(path), f"base: {base} has a base of its own")
+            data = {**under, **data}
         spec = ScenarioSpec.model_validate(data)
     except InputError as err:
         raise ScenarioError(str(path), err.reason) from None

@@ -69,6 +69,8 @@ class ReceiverCalibration(_Section):
     """The mean-signal model's exponent."""
 
 
+PLAN_NAME_PATTERN = r"^([a-z0-9][a-z0-9_-]{0,63}/)?[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""A receiver's name on the floor plan: ``id``, or ``gateway/id`` (``ReceiverConfig.key``)."""
 MAP_SIDE_CELLS = 4000
 """A radio map's side, cells at most."""
 MAP_MAX_CELLS = 1_000_000
@@ -94,11 +96,13 @@ class RadioMapConfig(_Section):
     """Cells south to north (cell ``(i, j)`` is value ``i * ny + j``)."""
     length_m: float = Field(0.7, gt=0, le=20)
     """How far one survey sample spoke for when it was fitted, metres (for the record)."""
-    correction_db: dict[Annotated[str, Field(pattern=RECEIVER_PATTERN)], list[float]] = Field(
+    correction_db: dict[Annotated[str, Field(pattern=PLAN_NAME_PATTERN)], list[float]] = Field(
         default_factory=dict
     )
-    """Receiver id (this gateway's own radios) → the survey's mean signal less the model's in
-    every cell, dB."""
+    """Receiver (its name on the plan: its id, or ``gateway/id`` for another gateway's radio)
+    → the survey's mean signal less the model's in every cell, dB. On a store of several
+    gateways that share (``fusion.share``), give each gateway the map of every receiver of the
+    store, so that they fuse alike."""
 
     @model_validator(mode="after")
     def _check(self) -> RadioMapConfig:

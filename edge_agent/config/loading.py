@@ -432,13 +432,13 @@ def _floor_checks(
     the plan, zones that do not overlap unless both allow it."""
     rmap = cfg.calibration.radio_map
     if rmap is not None:
-        own = {r.id for r in cfg.receivers if r.key(cfg.gateway.id) == r.id}
+        names = {r.key(cfg.gateway.id) for r in cfg.receivers}
         for name in rmap.correction_db:
-            if name not in own:
+            if name not in names:
                 yield issue(
                     ("calibration", "radio_map", "correction_db", name),
                     None,
-                    "not one of this gateway's receivers (a radio map corrects its own receivers)",
+                    "not a receiver of the plan (another gateway's is named gateway/id)",
                 )
         if not cfg.floor_plan:
             yield issue(

@@ -180,6 +180,9 @@ def redacted(cfg: AgentConfig) -> dict[str, Any]:
     """The configuration as JSON values, with any secret-looking value and URL credentials
     hidden (``get-config``)."""
     out: dict[str, Any] = _redact(cfg.model_dump(mode="json"), "")
+    rmap = out.get("calibration", {}).get("radio_map")
+    if rmap:  # a value per cell and receiver: said, not listed
+        rmap["correction_db"] = {k: f"{len(v)} values" for k, v in rmap["correction_db"].items()}
     return out
 
 

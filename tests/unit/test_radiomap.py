@@ -94,7 +94,7 @@ def test_fusion_expects_what_the_map_says(write_config: WriteConfig) -> None:
         ('"rx-a" = [1.0, 2.0]\n', "calibration.radio_map", "2 values, nx × ny = 4"),
         ('"rx-a" = [1.0, 2.0, nan, 0.0]\n', "calibration.radio_map", "within ±40 dB"),
         ('"rx-a" = [1.0, 2.0, 99.0, 0.0]\n', "calibration.radio_map", "within ±40 dB"),
-        ('"rx-z" = [1.0, 2.0, 3.0, 0.0]\n', "calibration.radio_map.correction_db.rx-z", "not one"),
+        ('"rx-z" = [1.0, 2.0, 3.0, 0.0]\n', "correction_db.rx-z", "not a receiver of the plan"),
     ],
 )
 def test_a_bad_map_names_its_key(write_config: WriteConfig, table: str, key: str, why: str) -> None:
@@ -185,3 +185,28 @@ def test_a_map_of_the_other_tracks_places_the_beacon_better() -> None:
     mapped, plain = pooled[positioning.OURS], pooled[positioning.NO_MAP]
     print(f"median {mapped.median_m:.2f} m with the map, {plain.median_m:.2f} m without")
     assert mapped.median_m < plain.median_m and mapped.p90_m <= plain.p90_m
+
+
+def test_another_gateways_receiver_is_mapped_by_its_plan_name(write_config: WriteConfig) -> None:
+    from edge_agent.runtime import remote_config
+
+    remote = '[[receivers]]\nid = "hci0"\ngateway = "gw-b"\nx = 5.0\ny = 5.0\n'
+    cfg = load_config(
+        _plan_config(write_config, remote + MAP + '"gw-b/hci0" = [1.0, 1.0, 1.0, 1.0]\n')
+    )
+    plan, plain = floorplan.build(cfg), floorplan.build(load_config(_plan_config(write_config)))
+    assert plan is not None and plain is not None
+    row = plan.receiver_index("gw-b/hci0")
+    inside = (plan.cx > 0) & (plan.cx < 10) & (plan.cy > 0) & (plan.cy < 10)
+    assert np.allclose(plan.gain[row][inside] - _model(plan, row)[inside], 1.0, atol=1e-4)
+    assert np.allclose(plan.gain[:2], plain.gain[:2])  # this gateway's own: no map for them
+    # get-config says how big the map is rather than listing it
+    shown = remote_config.redacted(cfg)["calibration"]["radio_map"]["correction_db"]
+    assert shown == {"gw-b/hci0": "4 values"}
+
+
+def _model(plan: floorplan.FloorPlan, row: int) -> np.ndarray:
+    """The log-distance model of one receiver of the plan, without any map."""
+    x, y, z = plan.receiver_xyz[row]
+    d = np.sqrt((plan.cx - x) ** 2 + (plan.cy - y) ** 2 + (z - 1.2) ** 2)
+    return -10.0 * 2.0 * np.log10(np.maximum(d, 0.1))

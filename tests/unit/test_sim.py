@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from edge_agent.config import load_config
+from edge_agent.errors import ScenarioError
 from edge_agent.pipeline.decoders import DecodeStats, decode_advert
 from firmware_sim.radio import Channel, RadioParams
 from firmware_sim.store import StoreSim, load_scenario
@@ -79,3 +84,26 @@ def test_channel_statistics() -> None:
     shadow = ch.shadowing(np.random.default_rng(4).uniform(0, 200, (5000, 2)))
     assert abs(shadow.std() - 4.0) < 0.6  # shadowing across the floor
     assert abs(mean - (-59.0 - 20.0 + ch.shadowing(xy[:1])[0, 0])) < 1e-9
+
+
+def test_a_scenario_can_start_from_another(tmp_path: Path) -> None:
+    dense = load_scenario(CONFIG_DIR / "store-dense.toml")
+    demo = load_scenario(SCENARIO)
+    assert len(dense.receivers) == 24 and len(demo.receivers) == 6
+    assert dense.zones == demo.zones and dense.carts == demo.carts and dense.seed == demo.seed
+    assert dense.name != demo.name
+    # the dense store's agent: the same zones, a receiver of the plan for each of the scenario's
+    cfg = load_config(CONFIG_DIR / "agent-dense.toml")
+    assert [r.id for r in cfg.receivers] == [r.id for r in dense.receivers]
+    assert {(r.x, r.y) for r in cfg.receivers} == {(r.x, r.y) for r in dense.receivers}
+    assert cfg.source.scenario == CONFIG_DIR / "store-dense.toml"
+    nested = tmp_path / "nested.toml"
+    nested.write_text(f'base = "{CONFIG_DIR / "store-dense.toml"}"\n')
+    with pytest.raises(ScenarioError, match="has a base of its own"):
+        load_scenario(nested)
+    nested.write_text("base = 3\n")
+    with pytest.raises(ScenarioError, match="base: a scenario file's path"):
+        load_scenario(nested)
+    nested.write_text('base = "missing.toml"\n')
+    with pytest.raises(ScenarioError, match=r"cannot read"):
+        load_scenario(nested)
