@@ -69,6 +69,12 @@ class FloorPlan:
             return -1
 
 
+def path_gain(distance: F64, exponent: F64 | float) -> F64:
+    """The model's ``-10 n log10(d)``: the RSSI a tag gives at ``distance`` (metres, at least
+    0.1) less its power at 1 m, dB; the inverse of ``kernels.distance``."""
+    return np.asarray(-10.0 * exponent * np.log10(np.maximum(distance, 0.1)), dtype=np.float64)
+
+
 def exponents(cfg: AgentConfig) -> dict[str, tuple[float, float]]:
     """Per receiver (by its plan name, ``ReceiverConfig.key``): the offset (dB) added to what it
     reports, and its path-loss exponent, as fusion uses them: the mean-signal calibration when
@@ -110,7 +116,7 @@ def build(cfg: AgentConfig) -> FloorPlan | None:
     n = np.array([model[k][1] for k in keys], dtype=np.float64)
     dz = xyz[:, 2:3] - fusion.tag_height_m
     d = np.sqrt((cx[None, :] - xyz[:, 0:1]) ** 2 + (cy[None, :] - xyz[:, 1:2]) ** 2 + dz**2)
-    gain = -10.0 * n[:, None] * np.log10(np.maximum(d, 0.1))
+    gain = path_gain(d, n[:, None])
     rmap = cfg.calibration.radio_map
     if rmap is not None:  # the site survey's shadowing, where it went
         for r, key in enumerate(keys):

@@ -42,7 +42,7 @@ from edge_agent.config import (
 )
 from edge_agent.config.sections import PolicyConfig
 from edge_agent.models import Advert
-from edge_agent.pipeline import kernels, radiomap
+from edge_agent.pipeline import floorplan, kernels, radiomap
 from edge_agent.pipeline.tick import Pipeline, Ticker
 from edge_agent.tools import evaluation as ev
 
@@ -142,7 +142,7 @@ def survey_map(
             xs.append(cap.truth[m, 0])
             ys.append(cap.truth[m, 1])
             rxs.append(np.full(int(m.sum()), names.index(name), dtype=np.int64))
-            res.append(cap.rssi[m] - (at_1m - 10.0 * n * np.log10(np.maximum(dist[m], 0.1))))
+            res.append(cap.rssi[m] - at_1m - floorplan.path_gain(dist[m], n))
     if not xs or not sum(len(x) for x in xs):
         return None
     return radiomap.fit(
