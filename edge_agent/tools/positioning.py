@@ -312,6 +312,8 @@ def score_methods(
             cals[name] = ev.fit_calibration(
                 [(captures[j], smoothed[name][j], dist_true[j]) for j in others]
             )
+        # the map never learns from the scored track, even when it is the only one (``others``
+        # then falls back to it for the models)
         rmap = survey_map([(captures[j], dist_true[j]) for j in others if j != k], mean_model)
         for method, with_map in ((OURS, rmap), (NO_MAP, None)):
             cfg = agent_config(
